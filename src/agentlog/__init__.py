@@ -1,0 +1,1 @@
+"""agentlog: zero-config logging for LLM agent workflows."""
