@@ -1,1 +1,66 @@
-"""agentlog: zero-config logging for LLM agent workflows."""
+"""agentlog: zero-config logging for LLM agent workflows.
+
+``import agentlog`` starts recording the run; the document is written at exit.
+"""
+
+from __future__ import annotations
+
+from . import _guard, _lifecycle, _settings, api
+from ._recorder import Recorder
+from ._version import __version__
+from .api import (
+    AdvancedWorkflowLogger,
+    AutoIterationLogger,
+    UsageError,
+    add_resource,
+    agent,
+    finalize_workflow,
+    interaction,
+    iteration,
+    log_error,
+    log_interaction,
+    save_log,
+    set_logging,
+    start_workflow,
+    tool,
+)
+
+__all__ = [
+    "AdvancedWorkflowLogger",
+    "AutoIterationLogger",
+    "UsageError",
+    "__version__",
+    "add_resource",
+    "agent",
+    "finalize_workflow",
+    "interaction",
+    "iteration",
+    "log_error",
+    "log_interaction",
+    "save_log",
+    "set_logging",
+    "start_workflow",
+    "tool",
+]
+
+
+def _start() -> None:
+    settings = _settings.read()
+    api.RECORDER = recorder = Recorder(settings)
+    if not settings.enabled:
+        return  # AGENTLOG=0: every function stays callable and does nothing
+    with _guard.internal_errors("import"):
+        _guard.diagnostics = recorder.verbosity >= 3
+
+        def _to_error_log(name: str, exc: BaseException) -> None:
+            api.record_error(exc, source=f"agentlog:{name}", with_traceback=True)
+
+        _guard.on_error = _to_error_log
+        _lifecycle.register_fork_handler()
+        if recorder.verbosity > 0:
+            _lifecycle.install_hooks()
+            if settings.recover_on_import and settings.log_dir is not None:
+                _lifecycle.recover_in_background(settings.log_dir)
+
+
+_start()

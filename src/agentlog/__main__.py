@@ -1,0 +1,5 @@
+import sys
+
+from agentlog.cli import main
+
+sys.exit(main())

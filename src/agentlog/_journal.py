@@ -1,0 +1,303 @@
+"""The append-only JSONL journal of a run, and the flusher that writes it.
+
+Appending is a deque append of already-serialised bytes: no syscall, no fsync. One
+daemon thread per process writes every journal's backlog at most ``flush_interval``
+after an event. ``write()`` into the page cache is enough to survive SIGKILL of the
+process; fsync is left to the document write at the end.
+
+Each journal is held under ``flock`` for its owner's lifetime, so a journal whose lock
+can be taken belongs to a dead process and may be recovered.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import sys
+import threading
+import weakref
+from collections import deque
+from pathlib import Path
+
+import orjson
+
+from ._guard import Guard
+
+JOURNAL_SUFFIX = ".jsonl"
+_OPEN_FLAGS = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
+_WRITE_CHUNK = 1 << 20
+
+_FLUSH_GUARD = Guard("journal.flush")
+
+
+def make_private_dir(path: Path) -> None:
+    """Create ``path`` (and parents) as 0700 whatever the umask; leave existing ones alone."""
+    if path.is_dir():
+        return
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        os.chmod(path, 0o700)
+    except OSError:
+        pass
+
+
+class JournalWriter:
+    """One run's journal: a bounded in-memory backlog and the file it drains into."""
+
+    def __init__(self, path: Path, max_events: int) -> None:
+        self.path = path
+        self.max_events = max_events
+        self.fd: int | None = None
+        self.pending: deque[bytes] = deque()
+        self.seq = 0
+        # Re-entrant: a signal handler on the main thread may emit while the main
+        # thread is inside ``append``; a plain Lock would deadlock there.
+        self.lock = threading.RLock()
+        self.write_lock = threading.RLock()
+        self.dropped = 0
+        self._dropped_written = 0
+        self._torn = False
+        self._failing = False
+        self.warned = False
+        self.closed = False
+
+    # -- hot path -------------------------------------------------------------
+    def append(self, body: bytes) -> int:
+        """Queue one event (``body`` is a JSON object without ``seq``); return its seq.
+
+        Returns -1 when the backlog is full: the event is dropped and counted.
+        """
+        with self.lock:
+            if len(self.pending) >= self.max_events or self.closed:
+                self.dropped += 1
+                return -1
+            seq = self.seq
+            self.seq = seq + 1
+            self.pending.append(b'{"seq":%d,' % seq + body[1:])
+        return seq
+
+    # -- draining -------------------------------------------------------------
+    def _open(self) -> int:
+        make_private_dir(self.path.parent)
+        fd = os.open(self.path, _OPEN_FLAGS, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            pass  # a filesystem without flock: recovery falls back to the pid check
+        return fd
+
+    def flush(self, timeout: float = -1) -> bool:
+        """Write the backlog. True when it is fully on disk (page cache)."""
+        if not self.write_lock.acquire(timeout=timeout):
+            return False
+        try:
+            return self._flush_locked()
+        finally:
+            self.write_lock.release()
+
+    def _flush_locked(self) -> bool:
+        if not self.pending and self.dropped == self._dropped_written:
+            return True
+        try:
+            if self.fd is None:
+                self.fd = self._open()
+            if self._torn:
+                self._write_all(b"\n")
+                self._torn = False
+            if self.dropped != self._dropped_written:
+                # Recovery sees drops even if the process dies before the end event.
+                note = b'{"ev":"dropped","count":%d}' % self.dropped
+                self._dropped_written = self.dropped
+                self.append(note)
+            while self.pending:
+                batch: list[bytes] = []
+                size = 0
+                while self.pending and size < _WRITE_CHUNK:
+                    line = self.pending.popleft()
+                    batch.append(line)
+                    size += len(line) + 1
+                data = b"\n".join(batch) + b"\n"
+                try:
+                    self._write_all(data)
+                except OSError:
+                    # Keep the batch for the next try: space may come back.
+                    self.pending.extendleft(reversed(batch))
+                    raise
+            if self._failing:
+                self._failing = False
+            return True
+        except OSError as exc:
+            self._note_failure(exc)
+            return False
+
+    def _write_all(self, data: bytes) -> None:
+        assert self.fd is not None
+        view = memoryview(data)
+        while view:
+            try:
+                n = os.write(self.fd, view)
+            except OSError:
+                if len(view) != len(data):
+                    self._torn = True  # half a line is on disk: end it before the next
+                raise
+            view = view[n:]
+
+    def _note_failure(self, exc: OSError) -> None:
+        self._failing = True
+        if not self.warned and exc.errno in (
+            errno.ENOSPC, errno.EIO, errno.EROFS, errno.EACCES, errno.EDQUOT, errno.ENOENT,
+        ):
+            self.warned = True
+            try:
+                sys.stderr.write(
+                    f"agentlog: cannot write the journal {self.path} ({exc.strerror}); "
+                    "events are kept in memory up to a bound, then dropped and counted\n"
+                )
+            except Exception:  # noqa: BLE001 - stderr may be gone
+                pass
+
+    def read_back(self) -> bytes:
+        """Everything written so far, read through our own descriptor.
+
+        Works even when the folder was deleted under us: the descriptor still holds
+        the file.
+        """
+        return b"" if self.fd is None else read_fd(self.fd)
+
+    def close(self, unlink: bool) -> None:
+        self.closed = True
+        fd, self.fd = self.fd, None
+        if fd is None:
+            return
+        if unlink:
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
+        os.close(fd)
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: the parent owns this journal; drop it without writing."""
+        self.closed = True
+        self.pending.clear()
+        self.lock = threading.RLock()
+        self.write_lock = threading.RLock()
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            try:
+                os.close(fd)  # the parent's lock stays: it is the parent's description
+            except OSError:
+                pass
+
+
+class _Flusher:
+    """The one background thread that drains every live journal."""
+
+    def __init__(self) -> None:
+        self.writers: weakref.WeakSet[JournalWriter] = weakref.WeakSet()
+        self.wake = threading.Event()
+        self.thread: threading.Thread | None = None
+        self.interval = 0.5
+        self.tasks: deque[object] = deque()
+
+    def register(self, writer: JournalWriter, interval: float) -> None:
+        self.writers.add(writer)
+        self.interval = min(self.interval, interval)
+        self.ensure_running()
+
+    def ensure_running(self) -> bool:
+        if self.thread is not None and self.thread.is_alive():
+            return True
+        thread = threading.Thread(target=self._loop, name="agentlog-flusher", daemon=True)
+        try:
+            thread.start()
+        except RuntimeError:
+            # "can't create new thread at interpreter shutdown": callers flush inline.
+            return False
+        self.thread = thread
+        return True
+
+    def _loop(self) -> None:
+        while True:
+            self.wake.wait(self.interval)
+            self.wake.clear()
+            while self.tasks:
+                task = self.tasks.popleft()
+                with _FLUSH_GUARD:
+                    task()  # type: ignore[operator]
+            for writer in list(self.writers):
+                if writer.closed:
+                    continue
+                with _FLUSH_GUARD:
+                    writer.flush(timeout=1.0)
+
+    def after_fork_in_child(self) -> None:
+        self.writers = weakref.WeakSet()
+        self.wake = threading.Event()
+        self.thread = None
+        self.tasks = deque()
+
+
+FLUSHER = _Flusher()
+
+
+# -- reading ------------------------------------------------------------------
+class ReadResult:
+    """Events parsed from a journal, with what had to be dropped."""
+
+    __slots__ = ("bad_lines", "dropped_tail_bytes", "events")
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, object]] = []
+        self.dropped_tail_bytes = 0
+        self.bad_lines = 0
+
+
+def parse(data: bytes) -> ReadResult:
+    """Parse journal bytes. A torn last line is dropped and its size reported."""
+    result = ReadResult()
+    if not data:
+        return result
+    lines = data.split(b"\n")
+    tail = lines.pop()  # after the last newline: empty, or a torn line
+    if tail:
+        result.dropped_tail_bytes = len(tail)
+    for line in lines:
+        if not line:
+            continue
+        try:
+            event = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            result.bad_lines += 1
+            continue
+        if isinstance(event, dict):
+            result.events.append(event)
+        else:
+            result.bad_lines += 1
+    return result
+
+
+def try_lock(path: Path) -> int | None:
+    """Open and lock a journal whose owner is gone; None while its owner lives."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def read_fd(fd: int) -> bytes:
+    chunks = []
+    offset = 0
+    while True:
+        chunk = os.pread(fd, _WRITE_CHUNK, offset)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        offset += len(chunk)

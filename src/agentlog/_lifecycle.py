@@ -1,0 +1,290 @@
+"""Process lifecycle: exit, uncaught exceptions, SIGTERM/SIGHUP, fork, and recovery.
+
+Every hook chains what was there before and never replaces it: the previous
+``sys.excepthook`` still prints the user's traceback, a previous signal handler still
+runs, and the default disposition is restored and re-raised so the exit status stays
+what it would have been (-15 for SIGTERM).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any
+
+from . import _context, _document, _journal, api
+from . import _guard
+from ._guard import Guard, internal_errors
+from . import _recorder
+from ._recorder import Recorder
+
+_G_EXIT = Guard("lifecycle.exit")
+_G_HOOK = Guard("lifecycle.excepthook")
+_installed = False
+_prev_excepthook: Callable[..., Any] | None = None
+_prev_thread_hook: Callable[..., Any] | None = None
+_prev_signals: dict[int, Any] = {}
+_HANDLED_SIGNALS = ("SIGTERM", "SIGHUP")
+
+
+def _recorder() -> Recorder:
+    return api.RECORDER
+
+
+# -- exit -----------------------------------------------------------------------------
+def _is_multiprocessing_child() -> bool:
+    mp = sys.modules.get("multiprocessing")
+    if mp is None:
+        return False
+    try:
+        return mp.parent_process() is not None
+    except Exception:  # noqa: BLE001 - very old or odd multiprocessing
+        return False
+
+
+def _at_exit() -> None:
+    """atexit: write the final document and say where it went."""
+    with _G_EXIT:
+        rec = _recorder()
+        run = rec.run
+        if run.finalized or run.pid != os.getpid():
+            return
+        if run.writer is None and (
+            rec.verbosity == 0 or run.parent_run_id is not None or _is_multiprocessing_child()
+        ):
+            return  # nothing recorded: a child process leaves no empty documents
+        path = rec.finalize()
+        if path is not None and rec.verbosity >= 1:
+            _say_summary(rec, path)
+
+
+def _say_summary(rec: Recorder, path: Path) -> None:
+    run = rec.run
+    parts = [f"{run.llm_calls} LLM call{'s' if run.llm_calls != 1 else ''}"]
+    if run.tokens:
+        parts.append(f"{run.tokens:,} tokens")
+    if run.cost_usd:
+        parts.append(f"${run.cost_usd:.4f}")
+    parts.append(f"{run.errors} error{'s' if run.errors != 1 else ''}")
+    try:
+        sys.stderr.write(f"agentlog: {path} ({', '.join(parts)})\n")
+        sys.stderr.flush()
+    except Exception:  # noqa: BLE001 - stderr may be closed at exit
+        pass
+
+
+# -- uncaught exceptions --------------------------------------------------------------
+def _excepthook(
+    exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None
+) -> Any:
+    with _G_HOOK:
+        run = _recorder().current()
+        run.status_hint = "interrupted" if issubclass(exc_type, KeyboardInterrupt) else "failed"
+        run.exit_code = -signal.SIGINT if run.status_hint == "interrupted" else 1
+        api.record_error(exc, source="uncaught")
+    previous = _prev_excepthook or sys.__excepthook__
+    return previous(exc_type, exc, tb)
+
+
+def _thread_excepthook(args: Any) -> Any:
+    with _G_HOOK:
+        if args.exc_value is not None and not isinstance(args.exc_value, SystemExit):
+            api.record_error(args.exc_value, source="thread")
+    previous = _prev_thread_hook or threading.__excepthook__
+    return previous(args)
+
+
+# -- signals ----------------------------------------------------------------------------
+def _on_signal(signum: int, frame: FrameType | None) -> Any:
+    previous = _prev_signals.get(signum, signal.SIG_DFL)
+    with _G_EXIT:
+        _recorder().current().status_hint = "terminated"
+    if callable(previous):
+        # The user's handler decides whether this ends the process; if it returns,
+        # the run goes on.
+        try:
+            return previous(signum, frame)
+        finally:
+            if sys.exc_info()[0] is None:
+                with _G_EXIT:
+                    _recorder().current().status_hint = None
+    with _G_EXIT:
+        rec = _recorder()
+        rec.current().exit_code = -signum
+        path = rec.finalize("terminated")
+        if path is not None and rec.verbosity >= 1:
+            _say_summary(rec, path)
+    # Die of the same signal, as if we had never been here.
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+    return None
+
+
+def _install_signals() -> None:
+    if threading.current_thread() is not threading.main_thread():
+        return  # signal handlers can only be set from the main thread
+    for name in _HANDLED_SIGNALS:
+        signum = getattr(signal, name, None)
+        if signum is None:
+            continue
+        current = signal.getsignal(signum)
+        if current in (signal.SIG_IGN, None) or current is _on_signal:
+            continue  # ignored on purpose, or set outside Python: leave it be
+        _prev_signals[signum] = current
+        signal.signal(signum, _on_signal)
+
+
+def _uninstall_signals() -> None:
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for signum, previous in list(_prev_signals.items()):
+        if signal.getsignal(signum) is _on_signal:
+            signal.signal(signum, previous)
+        del _prev_signals[signum]
+
+
+# -- fork -----------------------------------------------------------------------------
+def _after_fork_in_child() -> None:
+    _guard._lock = threading.Lock()  # another thread may have held it at fork time
+    with _G_EXIT:
+        _recorder().after_fork_in_child()
+        mp_util = sys.modules.get("multiprocessing.util")
+        if mp_util is not None:
+            # multiprocessing's fork children leave through os._exit, skipping atexit;
+            # its own exit function still runs finalizers, so hang ours there.
+            mp_util.Finalize(None, _at_exit, exitpriority=-100)
+
+
+# -- install ----------------------------------------------------------------------------
+def install_hooks() -> None:
+    """Hook the process once: exit, excepthooks, signals, fork, thread context."""
+    global _installed, _prev_excepthook, _prev_thread_hook
+    if _installed:
+        return
+    with internal_errors("lifecycle.install"):
+        _installed = True
+        atexit.register(_at_exit)
+        if sys.excepthook is not _excepthook:
+            _prev_excepthook = sys.excepthook
+            sys.excepthook = _excepthook
+        if threading.excepthook is not _thread_excepthook:
+            _prev_thread_hook = threading.excepthook
+            threading.excepthook = _thread_excepthook
+        _install_signals()
+        _context.install()
+
+
+def uninstall_hooks() -> None:
+    """Undo ``install_hooks``; what others installed since stays as they left it."""
+    global _installed
+    if not _installed:
+        return
+    with internal_errors("lifecycle.uninstall"):
+        _installed = False
+        atexit.unregister(_at_exit)
+        if sys.excepthook is _excepthook:
+            sys.excepthook = _prev_excepthook or sys.__excepthook__
+        if threading.excepthook is _thread_excepthook:
+            threading.excepthook = _prev_thread_hook or threading.__excepthook__
+        _uninstall_signals()
+        _context.uninstall()
+
+
+_fork_registered = False
+
+
+def register_fork_handler() -> None:
+    global _fork_registered
+    if not _fork_registered and hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_after_fork_in_child)
+        _fork_registered = True
+
+
+# -- recovery ---------------------------------------------------------------------------
+def recover_journal(path: Path) -> Path | None:
+    """Turn the journal of a dead run into a document with ``final_status: crashed``."""
+    fd = _journal.try_lock(path)
+    if fd is None:
+        return None  # its owner still holds it
+    try:
+        parsed = _journal.parse(_journal.read_fd(fd))
+        recovery = {
+            "recovered_at": _document.iso(_recorder.now_ns()),
+            "journal": path.name,
+            "dropped_tail_bytes": parsed.dropped_tail_bytes,
+            "dropped_lines": parsed.bad_lines,
+        }
+        doc = _document.build(parsed.events, default_status="crashed", recovery=recovery)
+        header = next((e for e in parsed.events if e.get("ev") == "run"), {})
+        folder = Path(header["doc_dir"]) if header.get("doc_dir") else path.parent
+        for ev in parsed.events:
+            if ev.get("ev") == "meta" and ev.get("doc_dir"):
+                folder = Path(ev["doc_dir"])
+        target = folder / (path.name[: -len(_journal.JOURNAL_SUFFIX)] + _document.DOCUMENT_SUFFIX)
+        if not target.exists():  # a finished run whose journal outlived its document
+            _journal.make_private_dir(folder)
+            _document.write_atomic(target, _document.dumps(doc))
+        os.unlink(path)
+        return target
+    finally:
+        os.close(fd)
+
+
+def _tmp_owner_dead(name: str) -> bool:
+    # ".<doc>.tmp.<pid>.<hex>": left by an atomic write that never finished.
+    try:
+        pid = int(name.rsplit(".", 2)[-2])
+    except (ValueError, IndexError):
+        return False
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+def recover_dir(folder: Path) -> list[Path]:
+    """Recover every dead run's journal in ``folder``; remove stale temp files."""
+    written: list[Path] = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return written
+    own = _recorder().run.writer
+    for entry in entries:
+        name = entry.name
+        if name.endswith(_journal.JOURNAL_SUFFIX):
+            if own is not None and Path(entry.path) == own.path:
+                continue
+            with internal_errors("lifecycle.recover"):
+                target = recover_journal(Path(entry.path))
+                if target is not None:
+                    written.append(target)
+        elif ".tmp." in name and name.startswith(".") and _tmp_owner_dead(name):
+            try:
+                os.unlink(entry.path)
+            except OSError:
+                pass
+    return written
+
+
+def recover_in_background(folder: Path) -> None:
+    """At import: only a cheap look; the folding happens on the flusher thread."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    if any(n.endswith(_journal.JOURNAL_SUFFIX) or ".tmp." in n for n in names):
+        _journal.FLUSHER.tasks.append(lambda: recover_dir(folder))
+        if not _journal.FLUSHER.ensure_running():
+            recover_dir(folder)

@@ -1,0 +1,270 @@
+"""The recorder: the one place events are converted, capped, redacted and journaled.
+
+Integrations and the manual APIs both call ``RECORDER.emit``. Memory holds the run's
+identity, counters and the open scopes; payloads go straight to the journal.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from . import _document, _journal, _settings
+from ._journal import JournalWriter
+from ._serialize import Limits, to_jsonable
+from ._version import __version__
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+LIMITS = {
+    1: Limits(max_str=2_000, max_items=50, max_depth=16, max_total=20_000, time_budget_s=0.05),
+    2: Limits(
+        max_str=200_000, max_items=2_000, max_depth=32, max_total=2_000_000, time_budget_s=0.5
+    ),
+}
+NOT_CAPTURED = "<content not captured: AGENTLOG_CAPTURE_CONTENT=0>"
+
+now_ns: Callable[[], int] = time.time_ns
+"""The clock. ``agentlog.testing.fixed_clock`` swaps it for a deterministic one."""
+
+
+def new_run_id() -> str:
+    """A ULID: 48 bits of milliseconds then 80 random bits, Crockford base32, sortable."""
+    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(secrets.token_bytes(10), "big")
+    return "".join(_CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5))
+
+
+def _safe_name(name: str) -> str:
+    cleaned = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+    return cleaned.strip("._")[:80] or "workflow"
+
+
+class Run:
+    """One run: the process's (or, after ``finalize``, the next) unit of recording."""
+
+    def __init__(
+        self,
+        workflow_name: str,
+        journal_dir: Path | None,
+        parent_run_id: str | None = None,
+        counters_from: Run | None = None,
+    ) -> None:
+        self.run_id = new_run_id()
+        self.parent_run_id = parent_run_id
+        self.pid = os.getpid()
+        self.start_ns = now_ns()
+        self.workflow_name = workflow_name
+        self.journal_dir = journal_dir
+        self.doc_dir: Path | None = None
+        self.writer: JournalWriter | None = None
+        self.base_name: str | None = None
+        self.status_hint: str | None = None
+        self.exit_code: int | None = None
+        self.finalized = False
+        self.document_path: Path | None = None
+        self.lock = threading.Lock()
+        # Ids continue across runs so a scope inherited by a fork child never collides.
+        self.next_id = counters_from.next_id if counters_from else 1
+        self.next_number = 1
+        # For the exit line only; the document's totals are folded from the journal.
+        self.llm_calls = 0
+        self.tokens = 0
+        self.cost_usd = 0.0
+        self.errors = 0
+
+    def new_id(self) -> int:
+        with self.lock:
+            value = self.next_id
+            self.next_id = value + 1
+        return value
+
+    def new_number(self, wanted: int | None = None) -> int:
+        with self.lock:
+            if wanted is not None:
+                self.next_number = max(self.next_number, wanted + 1)
+                return wanted
+            value = self.next_number
+            self.next_number = value + 1
+        return value
+
+    def name(self) -> str:
+        if self.base_name is None:
+            stamp = time.strftime("%Y%m%d_%H%M%S", time.localtime(self.start_ns / 1e9))
+            self.base_name = f"{_safe_name(self.workflow_name)}_{stamp}_{self.run_id[-8:]}"
+        return self.base_name
+
+    def header(self, verbosity: int) -> dict[str, Any]:
+        uname = os.uname()
+        return {
+            "ev": "run",
+            "t": self.start_ns,
+            "run_id": self.run_id,
+            "parent_run_id": self.parent_run_id,
+            "workflow_name": self.workflow_name,
+            "pid": self.pid,
+            "python": sys.version.split()[0],
+            "platform": f"{sys.platform}-{uname.release}-{uname.machine}",
+            "agentlog_version": __version__,
+            "verbosity": verbosity,
+            "argv": list(getattr(sys, "argv", [])),
+            "doc_dir": str(self.doc_dir) if self.doc_dir else None,
+        }
+
+
+class Recorder:
+    """Process-wide state: settings, the current run, and ``emit``."""
+
+    def __init__(self, settings: _settings.Settings) -> None:
+        self.settings = settings
+        self.verbosity = settings.verbosity if settings.enabled else 0
+        self.limits = LIMITS[min(max(self.verbosity, 1), 2)]
+        self.sinks: list[Callable[[dict[str, Any]], None]] = []
+        self.run = Run(settings.workflow_name or _settings.script_stem(), settings.log_dir)
+        self.last_document: Path | None = None
+
+    # -- configuration ----------------------------------------------------------
+    def set_verbosity(self, verbosity: int) -> None:
+        self.verbosity = min(max(int(verbosity), 0), 3)
+        self.limits = LIMITS[min(max(self.verbosity, 1), 2)]
+
+    def current(self) -> Run:
+        run = self.run
+        if run.finalized:
+            # Events after ``finalize`` start the next run rather than vanish.
+            run = self.run = Run(run.workflow_name, run.journal_dir, counters_from=run)
+        return run
+
+    # -- conversion -------------------------------------------------------------
+    def convert(self, value: object, notes: list[str], path: str) -> object:
+        return to_jsonable(value, self.limits, notes, path)
+
+    def content(self, value: object, notes: list[str], path: str) -> object:
+        """Convert user content, unless content capture is off."""
+        if not self.settings.capture_content:
+            return NOT_CAPTURED
+        return to_jsonable(value, self.limits, notes, path)
+
+    # -- the hot path -------------------------------------------------------------
+    def emit(self, body: dict[str, Any]) -> None:
+        """Journal one event. ``body`` must already be JSON-safe (see ``convert``)."""
+        run = self.current()
+        writer = run.writer
+        if writer is None:
+            writer = self._open_writer(run)
+        writer.append(orjson.dumps(body))
+        for sink in self.sinks:
+            sink(body)
+
+    def _open_writer(self, run: Run) -> JournalWriter:
+        with run.lock:
+            if run.writer is not None:
+                return run.writer
+            if run.journal_dir is None:
+                run.journal_dir = _settings.default_log_dir()
+            path = run.journal_dir / (run.name() + _journal.JOURNAL_SUFFIX)
+            writer = JournalWriter(path, self.settings.max_queue_events)
+            writer.append(orjson.dumps(run.header(self.verbosity)))
+            run.writer = writer
+        if not _journal.FLUSHER.ensure_running():
+            writer.flush()
+        else:
+            _journal.FLUSHER.register(writer, self.settings.flush_interval_s)
+        return writer
+
+    # -- documents ----------------------------------------------------------------
+    def document(self, run: Run, status: str | None) -> dict[str, Any]:
+        """The run's document as it stands: final when the run has ended."""
+        events: list[dict[str, Any]] = []
+        recovery_bits: dict[str, Any] = {}
+        writer = run.writer
+        if writer is not None:
+            writer.flush()
+            parsed = _journal.parse(writer.read_back())
+            events = parsed.events
+            if writer.pending:  # the disk refused them: fold them from memory
+                pending = _journal.parse(b"\n".join(writer.pending) + b"\n")
+                events += pending.events
+            if writer.dropped:
+                events.append({"ev": "dropped", "count": writer.dropped})
+            if parsed.bad_lines:
+                recovery_bits["dropped_lines"] = parsed.bad_lines
+        else:
+            events = [run.header(self.verbosity)]
+        if status is not None:
+            events.append(
+                {
+                    "ev": "end",
+                    "seq": 1 << 62,
+                    "t": now_ns(),
+                    "final_status": status,
+                    "exit_code": run.exit_code,
+                }
+            )
+        doc = _document.build(events, default_status="in_progress")
+        if recovery_bits:
+            doc["metadata"].setdefault("notes", []).append(f"journal problems: {recovery_bits}")
+        return doc
+
+    def document_path(self, run: Run) -> Path:
+        folder = run.doc_dir or run.journal_dir
+        if folder is None:
+            folder = run.journal_dir = _settings.default_log_dir()
+        return folder / (run.name() + _document.DOCUMENT_SUFFIX)
+
+    def finalize(self, status: str | None = None, exit_code: int | None = None) -> Path | None:
+        """End the current run: write its document atomically, then drop its journal."""
+        run = self.run
+        if run.finalized or run.pid != os.getpid():
+            return None
+        final = status or run.status_hint or "completed"
+        if exit_code is not None:
+            run.exit_code = exit_code
+        if self.verbosity == 0 and run.writer is None:
+            run.finalized = True
+            return None
+        doc = self.document(run, final)
+        path = self.document_path(run)
+        _journal.make_private_dir(path.parent)
+        _document.write_atomic(path, _document.dumps(doc))
+        run.finalized = True
+        run.document_path = self.last_document = path
+        if run.writer is not None:
+            run.writer.close(unlink=True)
+        return path
+
+    def save(self, filename: str | os.PathLike[str] | None) -> Path:
+        """Write the document as it stands now, to ``filename`` or the run's own path."""
+        run = self.run
+        final = None
+        if run.finalized:
+            # Already final: its document is on disk; copy that, do not fold again.
+            assert run.document_path is not None
+            data = run.document_path.read_bytes()
+        else:
+            data = _document.dumps(self.document(run, final))
+        path = Path(filename) if filename is not None else self.document_path(run)
+        if path.parent != Path("."):
+            _journal.make_private_dir(path.parent)
+        _document.write_atomic(path, data)
+        return path
+
+    # -- fork ---------------------------------------------------------------------
+    def after_fork_in_child(self) -> None:
+        """The child gets its own run; the parent's journal is left to the parent."""
+        parent = self.run
+        if parent.writer is not None:
+            parent.writer.forget_after_fork()
+        _journal.FLUSHER.after_fork_in_child()
+        child = Run(
+            parent.workflow_name, parent.journal_dir, parent.run_id, counters_from=parent
+        )
+        child.doc_dir = parent.doc_dir
+        self.run = child

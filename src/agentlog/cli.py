@@ -1,0 +1,66 @@
+"""The ``agentlog`` command: ``path`` and ``recover`` (more readers come later).
+
+Errors are one line on stderr and a non-zero exit; never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def _log_dir(explicit: str | None) -> Path:
+    from . import _settings
+
+    if explicit:
+        return Path(explicit).expanduser()
+    env = os.environ.get("AGENTLOG_DIR")
+    return Path(env).expanduser() if env else _settings.default_log_dir()
+
+
+def _cmd_path(args: argparse.Namespace) -> int:
+    print(_log_dir(args.dir))
+    return 0
+
+
+def _cmd_recover(args: argparse.Namespace) -> int:
+    from . import _lifecycle
+
+    folder = _log_dir(args.dir)
+    if not folder.is_dir():
+        print(f"agentlog: no log folder at {folder}", file=sys.stderr)
+        return 1
+    written = _lifecycle.recover_dir(folder)
+    for path in written:
+        print(path)
+    print(f"recovered {len(written)} run{'s' if len(written) != 1 else ''}", file=sys.stderr)
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="agentlog", description="Read and repair agentlog run documents."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("path", help="print the log folder in use")
+    p.add_argument("--dir", help="a log folder other than the default")
+    p.set_defaults(func=_cmd_path)
+    p = sub.add_parser("recover", help="turn the journals of dead runs into documents")
+    p.add_argument("--dir", help="a log folder other than the default")
+    p.set_defaults(func=_cmd_recover)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("AGENTLOG", "0")  # the CLI itself is not a run to record
+    args = _parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - one line for the user, never a traceback
+        print(f"agentlog: {exc}", file=sys.stderr)
+        return 1
