@@ -53,7 +53,12 @@ def _at_exit() -> None:
     with _G_EXIT:
         rec = _recorder()
         run = rec.run
-        if run.finalized or run.pid != os.getpid():
+        if run.pid != os.getpid():
+            return
+        if run.finalized:
+            # The user finalised it already: still say where it went, once.
+            if run.document_path is not None and rec.verbosity >= 1:
+                _say_summary(rec, run.document_path)
             return
         if run.writer is None and (
             rec.verbosity == 0 or run.parent_run_id is not None or _is_multiprocessing_child()

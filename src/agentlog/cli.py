@@ -55,7 +55,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    os.environ.setdefault("AGENTLOG", "0")  # the CLI itself is not a run to record
+    from . import api
+
+    api.set_logging(False)  # the CLI itself is not a run to record
     args = _parser().parse_args(argv)
     try:
         return int(args.func(args))

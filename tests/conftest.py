@@ -1,0 +1,77 @@
+"""Suite-wide conventions (TESTPLAN "Conventions for every test").
+
+- Internal errors: agentlog's guard re-raises during tests; a test that injects a
+  fault on purpose is marked ``allows_internal_errors`` and then every swallowed
+  error is allowed.
+- Leak checks: no scope left open, threads and file descriptors back to baseline.
+- Documents: every document a test writes is validated with ``validate_document``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+# Before agentlog is imported anywhere: this process's own run writes here.
+_SESSION_DIR = Path(tempfile.mkdtemp(prefix="agentlog-session-"))
+os.environ["AGENTLOG_DIR"] = str(_SESSION_DIR)
+os.environ.setdefault("AGENTLOG_FLUSH_INTERVAL", "0.05")
+
+import pytest  # noqa: E402
+
+import agentlog  # noqa: E402
+from agentlog import _context, _guard  # noqa: E402
+
+pytest_plugins = ["helpers"]
+
+
+def _threads() -> set[int]:
+    return {t.ident or 0 for t in threading.enumerate() if t.name != "agentlog-flusher"}
+
+
+def _fds() -> set[str]:
+    found = set()
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{name}")
+        except OSError:
+            continue
+        # Our own run's journal is long-lived by design; anything else must not leak.
+        if target.endswith(".jsonl") and target.startswith(str(_SESSION_DIR)):
+            continue
+        found.add(f"{name}->{target}")
+    return found
+
+
+@pytest.fixture(autouse=True)
+def _agentlog_conventions(request: pytest.FixtureRequest) -> Iterator[None]:
+    allows = request.node.get_closest_marker("allows_internal_errors") is not None
+    before_errors = len(_guard.errors)
+    before_threads = _threads()
+    before_fds = _fds()
+    _guard.strict = not allows
+    try:
+        yield
+    finally:
+        _guard.strict = None
+    new_errors = _guard.errors[before_errors:]
+    if new_errors and not allows:
+        pytest.fail(f"agentlog swallowed internal errors: {new_errors!r}")
+    assert _context.current.get() is _context.EMPTY, "a scope was left open"
+    deadline = time.monotonic() + 5
+    while _threads() - before_threads and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not (_threads() - before_threads), "threads leaked"
+    leaked = _fds() - before_fds
+    deadline = time.monotonic() + 2
+    while leaked and time.monotonic() < deadline:
+        time.sleep(0.02)
+        leaked = _fds() - before_fds
+    assert not leaked, f"file descriptors leaked: {leaked}"
+
+
+_ = agentlog
