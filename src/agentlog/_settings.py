@@ -36,7 +36,10 @@ def script_stem() -> str:
         return "python"
     if first == "-m":
         return "python_m"
-    stem = Path(first).stem
+    path = Path(first)
+    stem = path.stem
+    if stem == "__main__":  # ``python -m package``: the package names the workflow
+        stem = path.parent.name
     return stem or "python"
 
 
