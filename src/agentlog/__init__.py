@@ -59,7 +59,7 @@ def _start() -> None:
         _lifecycle.register_fork_handler()
         if recorder.verbosity > 0:
             _lifecycle.install_hooks()
-            if settings.recover_on_import and settings.log_dir is not None:
+            if settings.recover_on_import:
                 _lifecycle.recover_in_background(settings.log_dir)
 
 

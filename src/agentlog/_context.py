@@ -13,9 +13,10 @@ import threading
 import weakref
 from collections.abc import Callable
 from contextvars import ContextVar
+from types import ModuleType
 from typing import Any
 
-import wrapt
+from ._imports import forget, when_imported
 
 
 class IterationState:
@@ -81,59 +82,77 @@ def _run_in_scope(scope: Scope, fn: Callable[..., Any], /, *args: Any, **kwargs:
 _thread_scopes: weakref.WeakKeyDictionary[threading.Thread, Scope] = weakref.WeakKeyDictionary()
 
 
-def _thread_start(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    scope = current.get()
-    if scope is not EMPTY and instance is not None:
-        _thread_scopes[instance] = scope
-    return wrapped(*args, **kwargs)
+def _patched_start(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def start(self: threading.Thread, *args: Any, **kwargs: Any) -> Any:
+        scope = current.get()
+        if scope is not EMPTY:
+            _thread_scopes[self] = scope
+        return original(self, *args, **kwargs)
+
+    return start
 
 
-def _thread_bootstrap_inner(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    scope = _thread_scopes.pop(instance, None) if instance is not None else None
-    if scope is None:
-        return wrapped(*args, **kwargs)
-    # A new thread starts with an empty context, so setting our variable here is
-    # invisible to everything but us.
-    current.set(scope)
-    return wrapped(*args, **kwargs)
+def _patched_bootstrap_inner(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def _bootstrap_inner(self: threading.Thread, *args: Any, **kwargs: Any) -> Any:
+        scope = _thread_scopes.pop(self, None)
+        if scope is not None:
+            # A new thread starts with an empty context, so setting our variable
+            # here is invisible to everything but us.
+            current.set(scope)
+        return original(self, *args, **kwargs)
+
+    return _bootstrap_inner
 
 
-def _executor_submit(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    scope = current.get()
-    if scope is EMPTY or not args:
-        return wrapped(*args, **kwargs)
-    fn, *rest = args
-    return wrapped(functools.partial(_run_in_scope, scope, fn), *rest, **kwargs)
+def _patched_submit(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def submit(self: Any, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        scope = current.get()
+        if scope is not EMPTY:
+            fn = functools.partial(_run_in_scope, scope, fn)
+        return original(self, fn, *args, **kwargs)
+
+    return submit
 
 
-_installed: list[tuple[Any, str]] = []
+# (owner, attribute, original): what ``uninstall`` puts back.
+_installed: list[tuple[Any, str, Any]] = []
+_MARK = "__agentlog_patched__"
 
 
-def _wrap(owner: Any, name: str, wrapper: Callable[..., Any]) -> None:
-    if isinstance(owner.__dict__.get(name), wrapt.FunctionWrapper):
+def _patch(owner: Any, name: str, make: Callable[[Callable[..., Any]], Callable[..., Any]]) -> None:
+    original = owner.__dict__.get(name)
+    if original is None or getattr(original, _MARK, False):
         return
-    wrapt.wrap_function_wrapper(owner, name, wrapper)
-    _installed.append((owner, name))
-
-
-def _patch_executor(module: Any) -> None:
-    _wrap(module.ThreadPoolExecutor, "submit", _executor_submit)
+    patched = make(original)
+    setattr(patched, _MARK, True)
+    setattr(owner, name, patched)
+    _installed.append((owner, name, original))
 
 
 def install() -> None:
-    """Carry the scope into threads. Idempotent."""
-    _wrap(threading.Thread, "start", _thread_start)
+    """Carry the scope into threads. Idempotent.
+
+    Plain function swaps rather than wrapt: this runs at ``import agentlog``, and
+    importing wrapt costs more than the whole import budget on a slow machine.
+    """
+    _patch(threading.Thread, "start", _patched_start)
     # ``_bootstrap_inner`` runs first in the new thread for every Thread subclass,
     # whatever ``run`` it overrides (CPython 3.8 to 3.14).
-    if hasattr(threading.Thread, "_bootstrap_inner"):
-        _wrap(threading.Thread, "_bootstrap_inner", _thread_bootstrap_inner)
-    wrapt.register_post_import_hook(_patch_executor, "concurrent.futures.thread")
+    _patch(threading.Thread, "_bootstrap_inner", _patched_bootstrap_inner)
+    when_imported("concurrent.futures.thread", _patch_executor)
+
+
+def _patch_executor(module: ModuleType) -> None:
+    if _installed:  # still installed when the module finally got imported
+        _patch(module.ThreadPoolExecutor, "submit", _patched_submit)
 
 
 def uninstall() -> None:
     """Undo ``install``: originals come back."""
+    forget("concurrent.futures.thread")
     while _installed:
-        owner, name = _installed.pop()
-        attr = owner.__dict__.get(name)
-        if isinstance(attr, wrapt.FunctionWrapper):
-            setattr(owner, name, attr.__wrapped__)
+        owner, name, original = _installed.pop()
+        setattr(owner, name, original)

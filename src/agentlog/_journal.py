@@ -48,6 +48,7 @@ class JournalWriter:
     def __init__(self, path: Path, max_events: int) -> None:
         self.path = path
         self.max_events = max_events
+        self.high_water = max(1, min(max_events // 8, 4096))
         self.fd: int | None = None
         self.pending: deque[bytes] = deque()
         self.seq = 0
@@ -75,6 +76,8 @@ class JournalWriter:
             seq = self.seq
             self.seq = seq + 1
             self.pending.append(b'{"seq":%d,' % seq + body[1:])
+            if len(self.pending) == self.high_water:
+                FLUSHER.wake.set()  # a burst: drain now rather than at the next tick
         return seq
 
     # -- draining -------------------------------------------------------------

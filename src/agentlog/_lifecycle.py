@@ -18,7 +18,7 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
 
-from . import _context, _document, _journal, api
+from . import _context, _document, _journal, _settings, api
 from . import _guard
 from ._guard import Guard, internal_errors
 from . import _recorder
@@ -283,13 +283,22 @@ def recover_dir(folder: Path) -> list[Path]:
     return written
 
 
-def recover_in_background(folder: Path) -> None:
-    """At import: only a cheap look; the folding happens on the flusher thread."""
-    try:
-        names = os.listdir(folder)
-    except OSError:
-        return
-    if any(n.endswith(_journal.JOURNAL_SUFFIX) or ".tmp." in n for n in names):
-        _journal.FLUSHER.tasks.append(lambda: recover_dir(folder))
-        if not _journal.FLUSHER.ensure_running():
-            recover_dir(folder)
+def recover_in_background(folder: Path | None) -> None:
+    """At import: look for dead runs' journals and recover them off the main thread.
+
+    ``None`` means the default folder, whose path (platformdirs) is also worked out on
+    the flusher thread, so the import pays for neither.
+    """
+
+    def task() -> None:
+        target = folder if folder is not None else _settings.default_log_dir()
+        try:
+            names = os.listdir(target)
+        except OSError:
+            return
+        if any(n.endswith(_journal.JOURNAL_SUFFIX) or ".tmp." in n for n in names):
+            recover_dir(target)
+
+    _journal.FLUSHER.tasks.append(task)
+    if _journal.FLUSHER.ensure_running():
+        _journal.FLUSHER.wake.set()

@@ -7,21 +7,23 @@ order that cannot mean anything (ending what was never started).
 
 from __future__ import annotations
 
-import asyncio
 import functools
-import inspect
 import os
+import sys
 import traceback
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 
 from ._context import EMPTY, InteractionState, IterationState, Scope, current
 from ._guard import Guard
 from . import _recorder
 from ._recorder import Recorder
+
+if TYPE_CHECKING:
+    import inspect
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -46,7 +48,8 @@ def _status_of(exc: BaseException | None) -> str:
         return "completed"
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted"
-    if isinstance(exc, asyncio.CancelledError):
+    asyncio = sys.modules.get("asyncio")  # not imported by us: it costs import time
+    if asyncio is not None and isinstance(exc, asyncio.CancelledError):
         return "cancelled"
     if isinstance(exc, SystemExit):
         return "exited"
@@ -464,10 +467,18 @@ def _call_input(sig: inspect.Signature | None, args: tuple[Any, ...], kwargs: di
 
 
 def _signature(fn: Callable[..., Any]) -> inspect.Signature | None:
+    import inspect  # here, not at import: it costs import time
+
     try:
         return inspect.signature(fn)
     except (TypeError, ValueError):
         return None
+
+
+def _is_async(fn: Callable[..., Any]) -> bool:
+    import inspect
+
+    return inspect.iscoroutinefunction(fn)
 
 
 def agent(name: str) -> Callable[[F], F]:
@@ -479,7 +490,7 @@ def agent(name: str) -> Callable[[F], F]:
     def decorate(fn: F) -> F:
         sig = _signature(fn)
 
-        if inspect.iscoroutinefunction(fn):
+        if _is_async(fn):
 
             @functools.wraps(fn)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -541,7 +552,7 @@ def _tool(fn: F, name: str) -> F:
     def begin() -> int | None:
         return None if RECORDER.verbosity == 0 or _G_ACTION.broken else _recorder.now_ns()
 
-    if inspect.iscoroutinefunction(fn):
+    if _is_async(fn):
 
         @functools.wraps(fn)
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
