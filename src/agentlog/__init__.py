@@ -5,8 +5,7 @@
 
 from __future__ import annotations
 
-from . import _guard, _lifecycle, _settings, api
-from ._recorder import Recorder
+from . import _guard, _lifecycle, api
 from ._version import __version__
 from .api import (
     AdvancedWorkflowLogger,
@@ -45,8 +44,8 @@ __all__ = [
 
 
 def _start() -> None:
-    settings = _settings.read()
-    api.RECORDER = recorder = Recorder(settings)
+    recorder = api.RECORDER
+    settings = recorder.settings
     if not settings.enabled:
         return  # AGENTLOG=0: every function stays callable and does nothing
     with _guard.internal_errors("import"):

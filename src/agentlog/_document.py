@@ -117,8 +117,9 @@ class _Fold:
             ix = self.interaction(ev)
             ix["status"] = ix["status"] or ("failed" if "error" in ev else "completed")
         elif kind == "interaction_end":
-            ix = self.interactions.get(ev["ix"])
-            if ix is not None:
+            ended = self.interactions.get(ev["ix"])
+            if ended is not None:
+                ix = ended
                 ix["end_time"] = t
                 ix["status"] = ev.get("status", "completed")
                 if "output" in ev:

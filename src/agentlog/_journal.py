@@ -296,7 +296,7 @@ def try_lock(path: Path) -> int | None:
 
 
 def read_fd(fd: int) -> bytes:
-    chunks = []
+    chunks: list[bytes] = []
     offset = 0
     while True:
         chunk = os.pread(fd, _WRITE_CHUNK, offset)

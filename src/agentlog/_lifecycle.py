@@ -18,10 +18,8 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
 
-from . import _context, _document, _journal, _settings, api
-from . import _guard
+from . import _context, _document, _guard, _journal, _recorder, _settings, api
 from ._guard import Guard, internal_errors
-from . import _recorder
 from ._recorder import Recorder
 
 _G_EXIT = Guard("lifecycle.exit")
@@ -33,7 +31,7 @@ _prev_signals: dict[int, Any] = {}
 _HANDLED_SIGNALS = ("SIGTERM", "SIGHUP")
 
 
-def _recorder() -> Recorder:
+def _rec() -> Recorder:
     return api.RECORDER
 
 
@@ -51,7 +49,7 @@ def _is_multiprocessing_child() -> bool:
 def _at_exit() -> None:
     """atexit: write the final document and say where it went."""
     with _G_EXIT:
-        rec = _recorder()
+        rec = _rec()
         run = rec.run
         if run.pid != os.getpid():
             return
@@ -89,7 +87,7 @@ def _excepthook(
     exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None
 ) -> Any:
     with _G_HOOK:
-        run = _recorder().current()
+        run = _rec().current()
         run.status_hint = "interrupted" if issubclass(exc_type, KeyboardInterrupt) else "failed"
         run.exit_code = -signal.SIGINT if run.status_hint == "interrupted" else 1
         api.record_error(exc, source="uncaught")
@@ -109,7 +107,7 @@ def _thread_excepthook(args: Any) -> Any:
 def _on_signal(signum: int, frame: FrameType | None) -> Any:
     previous = _prev_signals.get(signum, signal.SIG_DFL)
     with _G_EXIT:
-        _recorder().current().status_hint = "terminated"
+        _rec().current().status_hint = "terminated"
     if callable(previous):
         # The user's handler decides whether this ends the process; if it returns,
         # the run goes on.
@@ -118,9 +116,9 @@ def _on_signal(signum: int, frame: FrameType | None) -> Any:
         finally:
             if sys.exc_info()[0] is None:
                 with _G_EXIT:
-                    _recorder().current().status_hint = None
+                    _rec().current().status_hint = None
     with _G_EXIT:
-        rec = _recorder()
+        rec = _rec()
         rec.current().exit_code = -signum
         path = rec.finalize("terminated")
         if path is not None and rec.verbosity >= 1:
@@ -158,7 +156,7 @@ def _uninstall_signals() -> None:
 def _after_fork_in_child() -> None:
     _guard._lock = threading.Lock()  # another thread may have held it at fork time
     with _G_EXIT:
-        _recorder().after_fork_in_child()
+        _rec().after_fork_in_child()
         mp_util = sys.modules.get("multiprocessing.util")
         if mp_util is not None:
             # multiprocessing's fork children leave through os._exit, skipping atexit;
@@ -227,10 +225,10 @@ def recover_journal(path: Path) -> Path | None:
         }
         doc = _document.build(parsed.events, default_status="crashed", recovery=recovery)
         header = next((e for e in parsed.events if e.get("ev") == "run"), {})
-        folder = Path(header["doc_dir"]) if header.get("doc_dir") else path.parent
+        folder = Path(str(header["doc_dir"])) if header.get("doc_dir") else path.parent
         for ev in parsed.events:
             if ev.get("ev") == "meta" and ev.get("doc_dir"):
-                folder = Path(ev["doc_dir"])
+                folder = Path(str(ev["doc_dir"]))
         target = folder / (path.name[: -len(_journal.JOURNAL_SUFFIX)] + _document.DOCUMENT_SUFFIX)
         if not target.exists():  # a finished run whose journal outlived its document
             _journal.make_private_dir(folder)
@@ -265,7 +263,7 @@ def recover_dir(folder: Path) -> list[Path]:
         entries = list(os.scandir(folder))
     except OSError:
         return written
-    own = _recorder().run.writer
+    own = _rec().run.writer
     for entry in entries:
         name = entry.name
         if name.endswith(_journal.JOURNAL_SUFFIX):

@@ -72,7 +72,7 @@ class Run:
         self.document_path: Path | None = None
         self.lock = threading.Lock()
         # Ids continue across runs so a scope inherited by a fork child never collides.
-        self.next_id = counters_from.next_id if counters_from else 1
+        self.next_id: int = counters_from.next_id if counters_from else 1
         self.next_number = 1
         # For the exit line only; the document's totals are folded from the journal.
         self.llm_calls = 0

@@ -124,12 +124,7 @@ def is_secret_key(key: str) -> bool:
 # ---------------------------------------------------------------------------
 
 _TOKEN_CHARS = "A-Za-z0-9_-"
-_QUERY_WORDS = (
-    "key api_key api-key apikey token access_token refresh_token id_token auth_token"
-    " session_token sig signature password passwd pwd pass secret client_secret auth code"
-    " jwt private_key x-amz-signature x-amz-credential x-amz-security-token"
-    " x-goog-signature x-goog-credential"
-).split()
+_QUERY_WORDS = ["key", "api_key", "api-key", "apikey", "token", "access_token", "refresh_token", "id_token", "auth_token", "session_token", "sig", "signature", "password", "passwd", "pwd", "pass", "secret", "client_secret", "auth", "code", "jwt", "private_key", "x-amz-signature", "x-amz-credential", "x-amz-security-token", "x-goog-signature", "x-goog-credential"]
 
 
 def _spellings(word: str) -> set[str]:

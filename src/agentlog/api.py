@@ -17,9 +17,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 
+from . import _recorder, _settings
 from ._context import EMPTY, InteractionState, IterationState, Scope, current
 from ._guard import Guard
-from . import _recorder
 from ._recorder import Recorder
 
 if TYPE_CHECKING:
@@ -27,8 +27,8 @@ if TYPE_CHECKING:
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-RECORDER: Recorder
-"""Set by ``agentlog/__init__.py`` before any of this runs."""
+RECORDER = Recorder(_settings.read())
+"""The process's one recorder; settings are read once, here."""
 
 _G_INTERACTION = Guard("api.interaction")
 _G_ITERATION = Guard("api.iteration")
@@ -59,7 +59,9 @@ def _status_of(exc: BaseException | None) -> str:
 def _type_name(exc: BaseException) -> str:
     cls = type(exc)
     module = cls.__module__
-    return cls.__qualname__ if module in ("builtins", "__main__") else f"{module}.{cls.__qualname__}"
+    if module in ("builtins", "__main__"):
+        return cls.__qualname__
+    return f"{module}.{cls.__qualname__}"
 
 
 # Exceptions already in error_log, by identity, so one failure passing through
@@ -224,7 +226,7 @@ def _emit_action(
         body["ix"] = scope.interaction.id
         rec.emit(body)
     else:
-        state, inner = _open_interaction(scope.agent or name, input_data)
+        state, _ = _open_interaction(scope.agent or name, input_data)
         body["ix"] = state.id
         rec.emit(body)
         state.output, state.output_set = output_data, True
@@ -259,7 +261,9 @@ def start_workflow(workflow_name: str) -> None:
         run = RECORDER.current()
         run.workflow_name = str(workflow_name)
         if run.writer is not None:
-            RECORDER.emit({"ev": "meta", "t": _recorder.now_ns(), "workflow_name": run.workflow_name})
+            RECORDER.emit(
+                {"ev": "meta", "t": _recorder.now_ns(), "workflow_name": run.workflow_name}
+            )
 
 
 def log_interaction(agent_name: str, input_data: Any, output_data: Any) -> None:
@@ -350,7 +354,7 @@ def save_log(filename: str | os.PathLike[str] | None = None) -> Path | None:
 
 
 # -- the Pythonic forms -------------------------------------------------------------------
-class iteration:  # noqa: N801 - used as ``with agentlog.iteration():``, like a function
+class iteration:
     """``with agentlog.iteration():`` (or ``async with``): one iteration of the workflow."""
 
     def __init__(self, number: int | None = None) -> None:
@@ -392,7 +396,7 @@ class iteration:  # noqa: N801 - used as ``with agentlog.iteration():``, like a 
         self.__exit__(exc_type, exc, tb)
 
 
-class interaction:  # noqa: N801 - used as ``with agentlog.interaction(...) as ix:``
+class interaction:
     """``with agentlog.interaction("planner", input) as ix:``; set ``ix.output``."""
 
     def __init__(self, agent_name: str, input_data: Any = None) -> None:
@@ -450,7 +454,9 @@ class interaction:  # noqa: N801 - used as ``with agentlog.interaction(...) as i
         self.__exit__(exc_type, exc, tb)
 
 
-def _call_input(sig: inspect.Signature | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+def _call_input(
+    sig: inspect.Signature | None, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
     """A function call's arguments by name, without ``self``/``cls``."""
     if sig is None:
         return {"args": list(args), "kwargs": kwargs}

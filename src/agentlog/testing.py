@@ -64,7 +64,9 @@ def capture() -> Iterator[Captured]:
 
 
 @contextmanager
-def fixed_clock(start_ns: int = 1_800_000_000_000_000_000, step_ns: int = 1_000_000) -> Iterator[None]:
+def fixed_clock(
+    start_ns: int = 1_800_000_000_000_000_000, step_ns: int = 1_000_000
+) -> Iterator[None]:
     """Timestamps from a counter: ``start_ns``, then ``step_ns`` later each time asked."""
     counter = itertools.count(start_ns, step_ns)
     previous = _recorder.now_ns
