@@ -67,14 +67,24 @@ def _at_exit() -> None:
             _say_summary(rec, path)
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
 def _say_summary(rec: Recorder, path: Path) -> None:
-    run = rec.run
-    parts = [f"{run.llm_calls} LLM call{'s' if run.llm_calls != 1 else ''}"]
-    if run.tokens:
-        parts.append(f"{run.tokens:,} tokens")
-    if run.cost_usd:
-        parts.append(f"${run.cost_usd:.4f}")
-    parts.append(f"{run.errors} error{'s' if run.errors != 1 else ''}")
+    totals = rec.run.totals
+    parts = [
+        _plural(totals.get("iterations", 0), "iteration"),
+        _plural(totals.get("llm_calls", 0), "LLM call"),
+    ]
+    tokens = sum(totals.get(k, 0) for k in ("input_tokens", "output_tokens"))
+    if tokens:
+        parts.append(_plural(tokens, "token"))
+    if totals.get("cost_usd"):
+        parts.append(f"${totals['cost_usd']:.4f}")
+    parts.append(_plural(totals.get("errors", 0), "error"))
+    if totals.get("dropped_events"):
+        parts.append(_plural(totals["dropped_events"], "dropped event"))
     try:
         sys.stderr.write(f"agentlog: {path} ({', '.join(parts)})\n")
         sys.stderr.flush()

@@ -74,11 +74,8 @@ class Run:
         # Ids continue across runs so a scope inherited by a fork child never collides.
         self.next_id: int = counters_from.next_id if counters_from else 1
         self.next_number = 1
-        # For the exit line only; the document's totals are folded from the journal.
-        self.llm_calls = 0
-        self.tokens = 0
-        self.cost_usd = 0.0
-        self.errors = 0
+        self.totals: dict[str, Any] = {}
+        """The written document's totals, for the exit line."""
 
     def new_id(self) -> int:
         with self.lock:
@@ -231,6 +228,7 @@ class Recorder:
             run.finalized = True
             return None
         doc = self.document(run, final)
+        run.totals = doc["metadata"]["totals"]
         path = self.document_path(run)
         _journal.make_private_dir(path.parent)
         _document.write_atomic(path, _document.dumps(doc))

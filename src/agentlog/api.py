@@ -130,7 +130,6 @@ def record_error(
     }
     if notes:
         body["lossy"] = notes
-    rec.current().errors += 1
     rec.emit(body)
 
 
