@@ -52,7 +52,13 @@ def _start() -> None:
         _guard.diagnostics = recorder.verbosity >= 3
 
         def _to_error_log(name: str, exc: BaseException) -> None:
-            api.record_error(exc, source=f"agentlog:{name}", with_traceback=True)
+            rec = api.RECORDER
+            if rec.run.finalized:
+                return  # its document is written; an error alone must not start a new run
+            try:
+                api.record_error(exc, source=f"agentlog:{name}", with_traceback=True)
+            except Exception:  # noqa: BLE001 - the serializer or journal itself is failing
+                rec.keep_error(f"agentlog:{name}", exc)
 
         _guard.on_error = _to_error_log
         _lifecycle.register_fork_handler()

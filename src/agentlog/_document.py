@@ -8,7 +8,6 @@ with the local offset.
 from __future__ import annotations
 
 import os
-import secrets
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -297,7 +296,7 @@ def write_atomic(path: Path, data: bytes) -> None:
     symlink for our file instead of writing through it.
     """
     folder = path.parent
-    tmp = folder / f".{path.name}.tmp.{os.getpid()}.{secrets.token_hex(4)}"
+    tmp = folder / f".{path.name}.tmp.{os.getpid()}.{os.urandom(4).hex()}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
         try:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import sys
 import threading
-import traceback
 from collections.abc import Callable
 from types import TracebackType
 
@@ -93,6 +92,8 @@ def report(name: str, exc: BaseException) -> None:
             pass
     if first and diagnostics:
         try:
+            import traceback  # only on the rare error path: it costs import time
+
             line = "".join(traceback.format_exception_only(type(exc), exc)).strip()
             sys.stderr.write(f"agentlog: internal error in {name} (ignored): {line}\n")
         except Exception:  # noqa: BLE001 - stderr may be closed at shutdown

@@ -35,11 +35,23 @@ def make_private_dir(path: Path) -> None:
     """Create ``path`` (and parents) as 0700 whatever the umask; leave existing ones alone."""
     if path.is_dir():
         return
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    try:
-        os.chmod(path, 0o700)
-    except OSError:
-        pass
+    missing: list[Path] = []
+    while not path.is_dir() and path.parent != path:
+        missing.append(path)
+        path = path.parent
+    # One at a time: ``mkdir(parents=True)`` gives the parents the umask's mode (0777
+    # under umask 000), not ours.
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=0o700)
+        except FileExistsError:
+            if not folder.is_dir():
+                raise
+            continue  # made meanwhile by another thread or process: theirs to keep
+        try:
+            os.chmod(folder, 0o700)  # mkdir's mode was masked by the umask
+        except OSError:
+            pass
 
 
 class JournalWriter:

@@ -65,6 +65,12 @@ def _at_exit() -> None:
         path = rec.finalize()
         if path is not None and rec.verbosity >= 1:
             _say_summary(rec, path)
+    # Reached after a swallowed failure too: if no document could be written, leave
+    # recovery a complete journal, the error that stopped us included.
+    with _G_EXIT:
+        run = _rec().run
+        if not run.finalized and run.pid == os.getpid() and run.writer is not None:
+            run.writer.flush(timeout=1.0)
 
 
 def _plural(n: int, word: str) -> str:

@@ -7,7 +7,6 @@ identity, counters and the open scopes; payloads go straight to the journal.
 from __future__ import annotations
 
 import os
-import secrets
 import sys
 import threading
 import time
@@ -19,6 +18,7 @@ import orjson
 
 from . import _document, _journal, _settings
 from ._journal import JournalWriter
+from ._redact import scrub
 from ._serialize import Limits, to_jsonable
 from ._version import __version__
 
@@ -31,6 +31,7 @@ LIMITS = {
     ),
 }
 NOT_CAPTURED = "<content not captured: AGENTLOG_CAPTURE_CONTENT=0>"
+_MAX_KEPT_ERRORS = 100
 
 now_ns: Callable[[], int] = time.time_ns
 """The clock. ``agentlog.testing.fixed_clock`` swaps it for a deterministic one."""
@@ -38,7 +39,7 @@ now_ns: Callable[[], int] = time.time_ns
 
 def new_run_id() -> str:
     """A ULID: 48 bits of milliseconds then 80 random bits, Crockford base32, sortable."""
-    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(secrets.token_bytes(10), "big")
+    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
     return "".join(_CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5))
 
 
@@ -76,6 +77,8 @@ class Run:
         self.next_number = 1
         self.totals: dict[str, Any] = {}
         """The written document's totals, for the exit line."""
+        self.kept_errors: list[dict[str, Any]] = []
+        """Internal errors that could not be journaled; ``Recorder.document`` folds them in."""
 
     def new_id(self) -> int:
         with self.lock:
@@ -176,6 +179,37 @@ class Recorder:
             _journal.FLUSHER.register(writer, self.settings.flush_interval_s)
         return writer
 
+    def keep_error(self, source: str, exc: BaseException) -> None:
+        """Hold an internal error in memory when the path to the journal is what fails.
+
+        Built without the serializer or the journal, so that a document written later
+        still says what went wrong. Bounded: a hook that keeps failing is switched off by
+        its guard long before the bound matters.
+        """
+        run = self.run
+        if len(run.kept_errors) >= _MAX_KEPT_ERRORS:
+            return
+        cls = type(exc)
+        try:
+            # Lone surrogates would make the whole document unwritable.
+            message = scrub(str(exc)[:2_000]).encode("utf-8", "replace").decode("utf-8")
+        except Exception:  # noqa: BLE001 - a hostile __str__, or scrub itself failing
+            message = "<message unavailable>"
+        run.kept_errors.append(
+            {
+                "ev": "error",
+                "seq": (1 << 61) + len(run.kept_errors),
+                "t": now_ns(),
+                "type": cls.__qualname__
+                if cls.__module__ in ("builtins", "__main__")
+                else f"{cls.__module__}.{cls.__qualname__}",
+                "error": message,
+                "traceback": None,
+                "source": source,
+                "where": {},
+            }
+        )
+
     # -- documents ----------------------------------------------------------------
     def document(self, run: Run, status: str | None) -> dict[str, Any]:
         """The run's document as it stands: final when the run has ended."""
@@ -195,6 +229,7 @@ class Recorder:
                 recovery_bits["dropped_lines"] = parsed.bad_lines
         else:
             events = [run.header(self.verbosity)]
+        events.extend(run.kept_errors)
         if status is not None:
             events.append(
                 {

@@ -124,7 +124,35 @@ def is_secret_key(key: str) -> bool:
 # ---------------------------------------------------------------------------
 
 _TOKEN_CHARS = "A-Za-z0-9_-"
-_QUERY_WORDS = ["key", "api_key", "api-key", "apikey", "token", "access_token", "refresh_token", "id_token", "auth_token", "session_token", "sig", "signature", "password", "passwd", "pwd", "pass", "secret", "client_secret", "auth", "code", "jwt", "private_key", "x-amz-signature", "x-amz-credential", "x-amz-security-token", "x-goog-signature", "x-goog-credential"]
+_QUERY_WORDS = [
+    "key",
+    "api_key",
+    "api-key",
+    "apikey",
+    "token",
+    "access_token",
+    "refresh_token",
+    "id_token",
+    "auth_token",
+    "session_token",
+    "sig",
+    "signature",
+    "password",
+    "passwd",
+    "pwd",
+    "pass",
+    "secret",
+    "client_secret",
+    "auth",
+    "code",
+    "jwt",
+    "private_key",
+    "x-amz-signature",
+    "x-amz-credential",
+    "x-amz-security-token",
+    "x-goog-signature",
+    "x-goog-credential",
+]
 
 
 def _spellings(word: str) -> set[str]:
@@ -200,8 +228,9 @@ def _rarity(ch: str) -> int:
 _lock = threading.Lock()
 _extra: set[str] = set()
 _env_values: frozenset[str] | None = None
-# (pattern, back-offset by group name); None until first use or after a change.
-_compiled: tuple[re.Pattern[str], dict[str, int]] | None = None
+# (pattern, back-offset by group name, known values); None until first use or a change.
+_Compiled = tuple[re.Pattern[str], dict[str, int], tuple[str, ...]]
+_compiled: _Compiled | None = None
 
 
 def _env_secret_values() -> frozenset[str]:
@@ -212,7 +241,7 @@ def _env_secret_values() -> frozenset[str]:
     return frozenset(found)
 
 
-def _build() -> tuple[re.Pattern[str], dict[str, int]]:
+def _build() -> _Compiled:
     global _compiled, _env_values
     with _lock:
         if _compiled is not None:
@@ -225,9 +254,11 @@ def _build() -> tuple[re.Pattern[str], dict[str, int]]:
             name = f"s{i}"
             branches.setdefault(anchor, []).append(body.replace("{g}", f"(?P<{name}>"))
             back[name] = extra
-        values = {v for v in _env_values | _extra if _MIN_VALUE_LEN <= len(v) <= _MAX_VALUE_LEN}
-        # Longest first, so a value that contains another is replaced whole.
-        for i, value in enumerate(sorted(values, key=lambda v: (-len(v), v))):
+        values = sorted(
+            {v for v in _env_values | _extra if _MIN_VALUE_LEN <= len(v) <= _MAX_VALUE_LEN},
+            key=lambda v: (-len(v), v),  # longest first: a value holding another goes whole
+        )
+        for i, value in enumerate(values):
             at = min(range(len(value)), key=lambda j: _rarity(value[j]))
             name = f"v{i}"
             look = f"(?<={re.escape(value[: at + 1])})" if at else ""
@@ -240,7 +271,7 @@ def _build() -> tuple[re.Pattern[str], dict[str, int]]:
         pattern = "|".join(
             re.escape(anchor) + "(?:" + "|".join(parts) + ")" for anchor, parts in branches.items()
         )
-        _compiled = (re.compile(pattern), back)
+        _compiled = (re.compile(pattern), back, tuple(values))
         return _compiled
 
 
@@ -253,16 +284,30 @@ def scrub(s: str) -> str:
     m = pattern.search(s)
     if m is None:
         return s
+    # Something is there (the rare path): collect every span to hide, then cut once.
     back = compiled[1]
-    pieces: list[str] = []
-    last = 0
+    spans: list[tuple[int, int]] = []
     while m is not None:
         group = m.lastgroup or ""
-        start = max(last, m.start(group) - back.get(group, 0))
-        pieces.append(s[last:start])
-        pieces.append(REDACTED)
-        last = m.end(group)
+        spans.append((m.start(group) - back.get(group, 0), m.end(group)))
         m = pattern.search(s, m.end())
+    # A known value whose anchor fell inside an earlier match was skipped by the search
+    # above; find each one literally so that no tail of it can survive.
+    for value in compiled[2]:
+        i = s.find(value)
+        while i >= 0:
+            spans.append((i, i + len(value)))
+            i = s.find(value, i + 1)
+    spans.sort()
+    pieces: list[str] = []
+    last = 0
+    for start, end in spans:
+        if end <= last:
+            continue
+        if start > last or not pieces:
+            pieces.append(s[last:start])
+            pieces.append(REDACTED)
+        last = end
     pieces.append(s[last:])
     return "".join(pieces)
 

@@ -23,6 +23,7 @@ import functools
 import hashlib
 import math
 import re
+import sys
 import types
 from collections import deque
 from collections.abc import Iterator, Mapping
@@ -32,7 +33,6 @@ from time import perf_counter
 from typing import Any, NamedTuple
 
 import orjson
-import wrapt
 
 from ._redact import REDACTED, is_secret_key, scrub
 
@@ -77,9 +77,18 @@ _MAX_NOTES = 100
 _MAX_REPLACEMENTS = 8  # proxy of a proxy of ...: stop somewhere
 _MSG_CAP = 200
 _SURROGATE = re.compile("[\ud800-\udfff]")
-_PROXY = getattr(wrapt, "BaseObjectProxy", wrapt.ObjectProxy)
 _EXIT = object()
 _NOTHING = object()
+
+
+def _is_proxy(t: type) -> bool:
+    # A wrapt proxy can only exist once wrapt is imported; importing it ourselves
+    # would cost more than agentlog's whole import budget.
+    wrapt = sys.modules.get("wrapt")
+    if wrapt is None:
+        return False
+    proxy = getattr(wrapt, "BaseObjectProxy", None) or getattr(wrapt, "ObjectProxy", None)
+    return isinstance(proxy, type) and issubclass(t, proxy)
 
 
 def _fix_surrogates(s: str) -> str:
@@ -175,7 +184,7 @@ _FUNCTION_TYPES = (
 def _kind(t: Any) -> int:
     mro = t.__mro__
     names = {f"{getattr(c, '__module__', '')}.{getattr(c, '__qualname__', '')}" for c in mro}
-    if issubclass(t, _PROXY):
+    if _is_proxy(t):
         return K_PROXY
     if "Secret" in t.__name__:
         return K_SECRET  # Secret(str) subclasses, pydantic SecretStr / SecretBytes
@@ -260,7 +269,7 @@ def _render(path: _Path) -> str:
 
 
 class _Unsupported(Exception):
-    """Raised inside the walker to fall back to ``repr``."""
+    """A value the walker gives up on (say, a proxy of a proxy of ... too many times)."""
 
 
 class _Walker:
@@ -363,17 +372,7 @@ class _Walker:
             elif kind == K_SECRET:
                 s = REDACTED
             else:
-                if t is bool:
-                    s = str(key)
-                elif kind == K_INT:
-                    s = _int_text(int.__int__(key))
-                elif kind == K_PROXY:
-                    s = repr(key.__wrapped__)
-                elif kind in (K_ENUM, K_STR_LIKE) or t is float or key is None:
-                    s = str(key)
-                else:
-                    s = repr(key)
-                    self.after_user_code(path)
+                s = self.key_stand_in(key, t, kind, path)
                 what.append(f"{t.__name__} key converted to str")
         if len(s) > self.max_str:
             what.append(f"key of {len(s)} chars cut")
@@ -384,6 +383,25 @@ class _Walker:
         s = scrub(s)
         for w in what:
             self.note((path, s), w)
+        return s
+
+    def key_stand_in(self, key: Any, t: type, kind: int, path: _Path) -> str:
+        """The text of a key that is not a str; never raises, runs a key's code once."""
+        # Memoised under ~id (ids of values are >= 0), so a key seen again is not re-run.
+        seen = self.memo.get(~id(key))
+        if seen is not None and seen[0] is key:
+            return seen[1]  # type: ignore[return-value]
+        try:
+            if kind == K_INT and t is not bool:
+                s = _int_text(int.__int__(key))
+            elif t is bool or kind in (K_ENUM, K_STR_LIKE) or t is float or key is None:
+                s = str(key)
+            else:
+                s = repr(key.__wrapped__ if kind == K_PROXY else key)
+        except Exception as exc:  # noqa: BLE001 - a hostile key loses its text, not its dict
+            s = self.fail(key, path, exc)
+        self.memo[~id(key)] = (key, s)
+        self.after_user_code(path)
         return s
 
     def after_user_code(self, path: _Path) -> None:
@@ -872,14 +890,14 @@ def _plain(v: Any, depth: int, limits: Limits, acc: list[int]) -> object:
     """Convert dicts/lists of str keys, strs, plain numbers; raise _Bail on anything else.
 
     The recursion is bounded by ``limits.max_depth``; a cycle just reaches it and bails.
-    ``acc`` is [characters left in the budget, nodes left].
+    ``acc`` is [characters left in the budget, nodes left], settled once per container.
     """
-    if depth >= limits.max_depth:
-        raise _Bail
     n = len(v)
     acc[1] -= n
-    if n > limits.max_items or acc[1] < 0:
+    if depth >= limits.max_depth or n > limits.max_items or acc[1] < 0:
         raise _Bail
+    max_str = limits.max_str
+    used = 0
     if type(v) is dict:
         out: dict[str, object] = {}
         for k, x in v.items():
@@ -892,11 +910,9 @@ def _plain(v: Any, depth: int, limits: Limits, acc: list[int]) -> object:
                     out[name] = REDACTED
                     continue
                 m = len(x)
-                acc[0] -= m
-                if m > limits.max_str or acc[0] < 0:
+                if m > max_str or (not x.isascii() and _SURROGATE.search(x)):
                     raise _Bail
-                if not x.isascii() and _SURROGATE.search(x):
-                    raise _Bail
+                used += m
                 out[name] = x if m < _SCRUB_MIN else scrub(x)
             elif tx is bool or x is None:
                 out[name] = x
@@ -916,17 +932,18 @@ def _plain(v: Any, depth: int, limits: Limits, acc: list[int]) -> object:
                 raise _Bail
         if len(out) != n:
             raise _Bail  # two keys scrubbed to the same text
+        acc[0] -= used
+        if acc[0] < 0:
+            raise _Bail
         return out
     items: list[object] = []
     for x in v:
         tx = type(x)
         if tx is str:
             m = len(x)
-            acc[0] -= m
-            if m > limits.max_str or acc[0] < 0:
+            if m > max_str or (not x.isascii() and _SURROGATE.search(x)):
                 raise _Bail
-            if not x.isascii() and _SURROGATE.search(x):
-                raise _Bail
+            used += m
             items.append(x if m < _SCRUB_MIN else scrub(x))
         elif tx is bool or x is None:
             items.append(x)
@@ -942,6 +959,9 @@ def _plain(v: Any, depth: int, limits: Limits, acc: list[int]) -> object:
             items.append(_plain(x, depth + 1, limits, acc))
         else:
             raise _Bail
+    acc[0] -= used
+    if acc[0] < 0:
+        raise _Bail
     return items
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import os
 import sys
-import traceback
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
@@ -107,6 +106,8 @@ def record_error(
             _logged.popitem(last=False)
         tb: str | None = None
         if with_traceback and error.__traceback__ is not None:
+            import traceback  # not at import: it costs import time
+
             tb = "".join(traceback.format_exception(type(error), error, error.__traceback__))
         body: dict[str, Any] = {
             "ev": "error",
