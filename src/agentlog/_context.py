@@ -22,7 +22,7 @@ from ._imports import forget, when_imported
 class IterationState:
     """An open iteration. ``id`` is internal and unique in the run; ``number`` is shown."""
 
-    __slots__ = ("auto", "failed", "id", "number", "run_token")
+    __slots__ = ("absorbed", "auto", "failed", "id", "number", "run_token")
 
     def __init__(self, id: int, number: int, auto: bool, run_token: object) -> None:
         self.id = id
@@ -30,12 +30,16 @@ class IterationState:
         self.auto = auto
         self.failed = False
         self.run_token = run_token
+        self.absorbed: BaseException | None = None
+        """The last exception logged inside this scope (see ``api.record_error``)."""
 
 
 class InteractionState:
     """An open interaction: the owner of actions and LLM calls made inside it."""
 
-    __slots__ = ("agent", "failed", "id", "iteration", "output", "output_set", "run_token")
+    __slots__ = (
+        "absorbed", "agent", "failed", "id", "iteration", "output", "output_set", "run_token"
+    )
 
     def __init__(
         self, id: int, iteration: IterationState, agent: str, run_token: object
@@ -47,6 +51,8 @@ class InteractionState:
         self.output: Any = None
         self.output_set = False
         self.run_token = run_token
+        self.absorbed: BaseException | None = None
+        """The last exception logged inside this scope (see ``api.record_error``)."""
 
 
 class Scope:
@@ -110,9 +116,15 @@ def _patched_submit(original: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(original)
     def submit(self: Any, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         scope = current.get()
-        if scope is not EMPTY:
-            fn = functools.partial(_run_in_scope, scope, fn)
-        return original(self, fn, *args, **kwargs)
+        if scope is EMPTY:
+            return original(self, fn, *args, **kwargs)
+        # The pool may start a worker thread in here; it must not keep our scope (the
+        # start patch would hand it over) and lend it to later work from elsewhere.
+        token = current.set(EMPTY)
+        try:
+            return original(self, functools.partial(_run_in_scope, scope, fn), *args, **kwargs)
+        finally:
+            current.reset(token)
 
     return submit
 

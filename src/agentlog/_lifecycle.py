@@ -13,22 +13,28 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
 
-from . import _context, _document, _guard, _journal, _recorder, _settings, api
+from . import _context, _document, _guard, _imports, _journal, _recorder, _redact, _settings, api
 from ._guard import Guard, internal_errors
 from ._recorder import Recorder
 
 _G_EXIT = Guard("lifecycle.exit")
 _G_HOOK = Guard("lifecycle.excepthook")
 _installed = False
+_atexit_registered = False
 _prev_excepthook: Callable[..., Any] | None = None
 _prev_thread_hook: Callable[..., Any] | None = None
 _prev_signals: dict[int, Any] = {}
 _HANDLED_SIGNALS = ("SIGTERM", "SIGHUP")
+_exit_by_sigint = False
+"""The main module ended in an uncaught KeyboardInterrupt: the process must die of SIGINT."""
+_last_said: Path | None = None
+_mp_finalizer: Any = None
 
 
 def _rec() -> Recorder:
@@ -48,6 +54,32 @@ def _is_multiprocessing_child() -> bool:
 
 def _at_exit() -> None:
     """atexit: write the final document and say where it went."""
+    try:
+        _finish_at_exit()
+    finally:
+        if _exit_by_sigint:
+            _rearm_sigint_exit()
+
+
+def _raise_keyboard_interrupt() -> None:
+    raise KeyboardInterrupt
+
+
+def _rearm_sigint_exit() -> None:
+    """Keep the exit status of an uncaught KeyboardInterrupt: death by SIGINT (-2).
+
+    CPython kills itself with SIGINT at the very end only while a flag, raised when the
+    main module ended in KeyboardInterrupt, is still up; every ``eval``/``exec`` of a
+    string clears it (a namedtuple or dataclass made by a module we import lazily while
+    recording the error, say). An ``eval`` that ends in KeyboardInterrupt raises it again.
+    """
+    try:
+        eval("_raise()", {"_raise": _raise_keyboard_interrupt})
+    except KeyboardInterrupt:
+        pass
+
+
+def _finish_at_exit() -> None:
     with _G_EXIT:
         rec = _rec()
         run = rec.run
@@ -78,6 +110,10 @@ def _plural(n: int, word: str) -> str:
 
 
 def _say_summary(rec: Recorder, path: Path) -> None:
+    global _last_said
+    if path == _last_said:
+        return  # a fork child's atexit and multiprocessing's exit function both got here
+    _last_said = path
     totals = rec.run.totals
     parts = [
         _plural(totals.get("iterations", 0), "iteration"),
@@ -107,6 +143,14 @@ def _excepthook(
         run.status_hint = "interrupted" if issubclass(exc_type, KeyboardInterrupt) else "failed"
         run.exit_code = -signal.SIGINT if run.status_hint == "interrupted" else 1
         api.record_error(exc, source="uncaught")
+    if (
+        issubclass(exc_type, KeyboardInterrupt)
+        and getattr(sys, "last_value", None) is exc  # the main module's own end
+        and not sys.flags.interactive
+        and not hasattr(sys, "ps1")
+    ):
+        global _exit_by_sigint
+        _exit_by_sigint = True
     previous = _prev_excepthook or sys.__excepthook__
     return previous(exc_type, exc, tb)
 
@@ -170,25 +214,52 @@ def _uninstall_signals() -> None:
 
 # -- fork -----------------------------------------------------------------------------
 def _after_fork_in_child() -> None:
-    _guard._lock = threading.Lock()  # another thread may have held it at fork time
+    # Another thread may have held any of these at fork time; it does not exist here.
+    _guard._lock = threading.Lock()
+    _redact._lock = threading.Lock()
+    _imports._lock = threading.RLock()
     with _G_EXIT:
         _rec().after_fork_in_child()
-        mp_util = sys.modules.get("multiprocessing.util")
-        if mp_util is not None:
-            # multiprocessing's fork children leave through os._exit, skipping atexit;
-            # its own exit function still runs finalizers, so hang ours there.
-            mp_util.Finalize(None, _at_exit, exitpriority=-100)
+        _hang_on_mp_exit()
+
+
+def _watch_mp_children(mp_util: Any) -> None:
+    """Make every multiprocessing child, whatever its start method, write its document.
+
+    ``Process._bootstrap`` clears the finalizers a child inherited, then runs the
+    after-fork callbacks: ours hangs ``_at_exit`` on the child's exit there. A forkserver
+    child imports agentlog only after its fork (3.11 does not preload ``__main__``), so
+    the at-fork hook never runs in it; this callback does.
+    """
+    mp_util.register_after_fork(_rec(), _hang_on_mp_exit)
+    if _is_multiprocessing_child():
+        _hang_on_mp_exit()  # imported inside a running worker: its bootstrap is over
+
+
+def _hang_on_mp_exit(_: object = None) -> None:
+    """Run ``_at_exit`` from multiprocessing's exit function too (once per process).
+
+    multiprocessing's fork children leave through ``os._exit``, skipping atexit; its own
+    exit function still runs finalizers.
+    """
+    global _mp_finalizer
+    mp_util = sys.modules.get("multiprocessing.util")
+    if mp_util is None or (_mp_finalizer is not None and _mp_finalizer.still_active()):
+        return
+    _mp_finalizer = mp_util.Finalize(None, _at_exit, exitpriority=-100)
 
 
 # -- install ----------------------------------------------------------------------------
 def install_hooks() -> None:
     """Hook the process once: exit, excepthooks, signals, fork, thread context."""
-    global _installed, _prev_excepthook, _prev_thread_hook
+    global _installed, _atexit_registered, _prev_excepthook, _prev_thread_hook
     if _installed:
         return
     with internal_errors("lifecycle.install"):
         _installed = True
-        atexit.register(_at_exit)
+        if not _atexit_registered:
+            _atexit_registered = True
+            atexit.register(_at_exit)
         if sys.excepthook is not _excepthook:
             _prev_excepthook = sys.excepthook
             sys.excepthook = _excepthook
@@ -206,7 +277,9 @@ def uninstall_hooks() -> None:
         return
     with internal_errors("lifecycle.uninstall"):
         _installed = False
-        atexit.unregister(_at_exit)
+        # ``_at_exit`` stays registered: what was recorded before ``set_logging(False)``
+        # must still become a document, not a journal that recovery calls "crashed". It
+        # does nothing for a run that recorded nothing.
         if sys.excepthook is _excepthook:
             sys.excepthook = _prev_excepthook or sys.__excepthook__
         if threading.excepthook is _thread_excepthook:
@@ -223,6 +296,7 @@ def register_fork_handler() -> None:
     if not _fork_registered and hasattr(os, "register_at_fork"):
         os.register_at_fork(after_in_child=_after_fork_in_child)
         _fork_registered = True
+        _imports.when_imported("multiprocessing.util", _watch_mp_children)
 
 
 # -- recovery ---------------------------------------------------------------------------
@@ -232,7 +306,14 @@ def recover_journal(path: Path) -> Path | None:
     if fd is None:
         return None  # its owner still holds it
     try:
+        try:
+            if os.stat(path).st_ino != os.fstat(fd).st_ino:
+                return None  # another recoverer finished it between our open and our lock
+        except FileNotFoundError:
+            return None
         parsed = _journal.parse(_journal.read_fd(fd))
+        if not parsed.events and time.time() - os.fstat(fd).st_mtime < _YOUNG_EMPTY_S:
+            return None  # just created: its owner may not have locked it yet
         recovery = {
             "recovered_at": _document.iso(_recorder.now_ns()),
             "journal": path.name,
@@ -249,7 +330,10 @@ def recover_journal(path: Path) -> Path | None:
         if not target.exists():  # a finished run whose journal outlived its document
             _journal.make_private_dir(folder)
             _document.write_atomic(target, _document.dumps(doc))
-        os.unlink(path)
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass  # a recoverer in another process got there first
         return target
     finally:
         os.close(fd)
@@ -272,8 +356,23 @@ def _tmp_owner_dead(name: str) -> bool:
     return False
 
 
+_recover_lock = threading.Lock()
+recovered: list[tuple[Path, Path]] = []
+"""(journal folder, document) of every run this process recovered, import-time ones too."""
+_YOUNG_EMPTY_S = 60.0
+
+
 def recover_dir(folder: Path) -> list[Path]:
-    """Recover every dead run's journal in ``folder``; remove stale temp files."""
+    """Recover every dead run's journal in ``folder``; remove stale temp files.
+
+    One pass at a time per process: ``agentlog recover`` waits for the pass its own
+    import started, rather than exit while that pass is half done.
+    """
+    with _recover_lock:
+        return _recover_dir(folder)
+
+
+def _recover_dir(folder: Path) -> list[Path]:
     written: list[Path] = []
     try:
         entries = list(os.scandir(folder))
@@ -289,6 +388,7 @@ def recover_dir(folder: Path) -> list[Path]:
                 target = recover_journal(Path(entry.path))
                 if target is not None:
                     written.append(target)
+                    recovered.append((folder, target))
         elif ".tmp." in name and name.startswith(".") and _tmp_owner_dead(name):
             try:
                 os.unlink(entry.path)

@@ -191,8 +191,12 @@ class Recorder:
             return
         cls = type(exc)
         try:
-            # Lone surrogates would make the whole document unwritable.
-            message = scrub(str(exc)[:2_000]).encode("utf-8", "replace").decode("utf-8")
+            # Lone surrogates would make the whole document unwritable: U+FFFD instead.
+            message = (
+                scrub(str(exc)[:2_000])
+                .encode("utf-16", "surrogatepass")
+                .decode("utf-16", "replace")
+            )
         except Exception:  # noqa: BLE001 - a hostile __str__, or scrub itself failing
             message = "<message unavailable>"
         run.kept_errors.append(

@@ -50,6 +50,8 @@ def _status_of(exc: BaseException | None) -> str:
     asyncio = sys.modules.get("asyncio")  # not imported by us: it costs import time
     if asyncio is not None and isinstance(exc, asyncio.CancelledError):
         return "cancelled"
+    if isinstance(exc, GeneratorExit):
+        return "cancelled"  # a generator closed early: its consumer stopped, nothing failed
     if isinstance(exc, SystemExit):
         return "exited"
     return "failed"
@@ -63,9 +65,39 @@ def _type_name(exc: BaseException) -> str:
     return f"{module}.{cls.__qualname__}"
 
 
-# Exceptions already in error_log, by identity, so one failure passing through
-# several scopes (and the excepthook) is logged once. No references are kept.
-_logged: OrderedDict[tuple[int, type], None] = OrderedDict()
+# One failure passing through several scopes (and then an excepthook) is logged once.
+# Inside scopes, the open scopes remember it themselves (``absorbed``): exact, and the
+# reference goes when they close. An id alone cannot do this: the next exception of a
+# retry loop reuses the address of the last, dead one at once and would be skipped.
+# Once an exception has left every scope only the excepthooks can still see it; for
+# them it is remembered by id, type and raise site, holding no reference (no frames).
+_escaped: OrderedDict[tuple[int, type, object], None] = OrderedDict()
+_HOOK_SOURCES = ("uncaught", "thread")
+
+
+def _escape_key(exc: BaseException) -> tuple[int, type, object]:
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    site = None if tb is None else (id(tb.tb_frame.f_code), tb.tb_lineno)
+    return (id(exc), type(exc), site)
+
+
+def _already_logged(error: BaseException, scope: Scope, source: str) -> bool:
+    """Say whether ``error`` is in error_log already; note it where it can still go."""
+    outer = current.get()  # at a scope's exit: the scope it returns to
+    seen = any(s is not None and s.absorbed is error for s in (scope.interaction, scope.iteration))
+    top = scope.interaction is None and scope.iteration is None
+    if not seen and top and source in _HOOK_SOURCES:
+        seen = _escape_key(error) in _escaped
+    for state in (scope.interaction, scope.iteration, outer.interaction, outer.iteration):
+        if state is not None:
+            state.absorbed = error
+    if outer.interaction is None and outer.iteration is None:
+        _escaped[_escape_key(error)] = None
+        if len(_escaped) > 256:
+            _escaped.popitem(last=False)
+    return seen
 
 
 def _error_body(exc: BaseException) -> dict[str, Any]:
@@ -98,12 +130,8 @@ def record_error(
     scope = scope or current.get()
     notes: list[str] = []
     if isinstance(error, BaseException):
-        key = (id(error), type(error))
-        if key in _logged:
+        if _already_logged(error, scope, source):
             return
-        _logged[key] = None
-        if len(_logged) > 256:
-            _logged.popitem(last=False)
         tb: str | None = None
         if with_traceback and error.__traceback__ is not None:
             import traceback  # not at import: it costs import time
@@ -148,6 +176,7 @@ def _open_iteration(number: int | None, auto: bool) -> IterationState:
 def _close_iteration(state: IterationState, status: str) -> None:
     rec = RECORDER
     rec.emit({"ev": "iteration_end", "t": _recorder.now_ns(), "it": state.id, "status": status})
+    state.absorbed = None
     writer = rec.current().writer
     if writer is not None:
         writer.flush(timeout=0.5)  # the journal is durable at iteration boundaries
@@ -194,6 +223,7 @@ def _close_interaction(
     if notes:
         body["lossy"] = notes
     rec.emit(body)
+    state.absorbed = None
     if outer.iteration is None:  # we opened an automatic iteration for it: close it
         _close_iteration(state.iteration, status)
     elif exc is not None:
@@ -247,6 +277,8 @@ def set_logging(enabled: bool = True, verbosity: int | None = None) -> None:
 
     with _G_RUN:
         rec = RECORDER
+        if not rec.settings.enabled:
+            return  # AGENTLOG=0 is the operator's kill switch: the code cannot undo it
         if not enabled:
             rec.set_verbosity(0)
             _lifecycle.uninstall_hooks()
@@ -348,6 +380,8 @@ def finalize_workflow(status: str = "completed") -> None:
 
 def save_log(filename: str | os.PathLike[str] | None = None) -> Path | None:
     """Write the run's document as it stands to ``filename`` (default: its own path)."""
+    if not RECORDER.settings.enabled:
+        return None  # AGENTLOG=0: no file at all
     with _G_RUN:
         return RECORDER.save(filename)
     return None

@@ -26,6 +26,13 @@ def _cmd_path(args: argparse.Namespace) -> int:
     return 0
 
 
+def _same_dir(a: Path, b: Path) -> bool:
+    try:
+        return a.samefile(b)
+    except OSError:
+        return False
+
+
 def _cmd_recover(args: argparse.Namespace) -> int:
     from . import _lifecycle
 
@@ -33,7 +40,9 @@ def _cmd_recover(args: argparse.Namespace) -> int:
     if not folder.is_dir():
         print(f"agentlog: no log folder at {folder}", file=sys.stderr)
         return 1
-    written = _lifecycle.recover_dir(folder)
+    _lifecycle.recover_dir(folder)
+    # The pass this process's own import started may have recovered some of them.
+    written = [doc for where, doc in _lifecycle.recovered if _same_dir(where, folder)]
     for path in written:
         print(path)
     print(f"recovered {len(written)} run{'s' if len(written) != 1 else ''}", file=sys.stderr)
