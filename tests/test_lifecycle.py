@@ -795,28 +795,44 @@ def test_concurrent_importers_recover_each_run_once(tmp_path: Path) -> None:
     assert not list(logs.glob(".*"))
 
 
-def test_recovery_leaves_a_just_created_empty_journal(tmp_path: Path) -> None:
-    """An empty journal seconds old may be a live run's not yet locked: recovery skips it."""
+def test_recovery_never_takes_a_live_runs_journal(tmp_path: Path) -> None:
+    """A live run's journal is locked from the moment it appears: recovery leaves it."""
     logs = tmp_path / "logs"
-    logs.mkdir()
-    young = logs / "host_20260101_000000_YOUNG000.jsonl"
-    young.touch()
-    old = logs / "host_20200101_000000_OLD00000.jsonl"
-    old.touch()
-    long_ago = time.time() - 3600
-    os.utime(old, (long_ago, long_ago))
-    r = subprocess.run(
-        [sys.executable, "-m", "agentlog", "recover", "--dir", str(logs)],
-        env=script_env(tmp_path / "elsewhere"),
-        capture_output=True,
-        text=True,
-        timeout=60,
+    script = tmp_path / "host.py"
+    script.write_text(
+        "import sys, agentlog\n"
+        "for i in range(200):\n"
+        "    agentlog.log_interaction('live', i, i)\n"
+        "    agentlog.api.RECORDER.current().writer.flush()\n"
+        "    if i == 0:\n"
+        "        print('journal', flush=True)\n"
+        "sys.stdin.readline()\n"
     )
-    assert r.returncode == 0, r.stderr
-    assert young.exists()
-    assert not old.exists()
-    assert r.stdout == f"{old.with_suffix('.json')}\n"
-    assert load_document(old.with_suffix(".json"))["final_status"] == "crashed"
+    child = subprocess.Popen(
+        [sys.executable, str(script)], env=script_env(logs), cwd=tmp_path,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline() == "journal\n"
+        for _ in range(5):  # while it is still writing, and once it waits
+            r = subprocess.run(
+                [sys.executable, "-m", "agentlog", "recover", "--dir", str(logs)],
+                env=script_env(tmp_path / "elsewhere"), capture_output=True, text=True,
+                timeout=60,
+            )
+            assert r.returncode == 0, r.stderr
+            assert r.stdout == ""
+            assert len(list(logs.glob("*.jsonl"))) == 1
+            assert not list(logs.glob("*.json"))
+        _, err = child.communicate("\n", timeout=60)
+    finally:
+        child.kill()
+        child.wait()
+    assert child.returncode == 0, err
+    docs = documents(logs)
+    assert len(docs) == 1 and docs[0]["final_status"] == "completed"
+    assert docs[0]["metadata"]["totals"]["interactions"] == 200
 
 
 def test_cli_path_prints_agentlog_dir(tmp_path: Path) -> None:

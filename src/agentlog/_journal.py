@@ -94,12 +94,26 @@ class JournalWriter:
 
     # -- draining -------------------------------------------------------------
     def _open(self) -> int:
+        """Create the journal already locked, so recovery never sees it unlocked.
+
+        It is made under a temporary name, locked, then linked into place: a live run's
+        journal is never, even for a moment, an unlocked file that looks abandoned.
+        """
         make_private_dir(self.path.parent)
-        fd = os.open(self.path, _OPEN_FLAGS, 0o600)
+        tmp = self.path.with_name(f".{self.path.name}.tmp.{os.getpid()}.{os.urandom(4).hex()}")
+        fd = os.open(tmp, _OPEN_FLAGS, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            pass  # a filesystem without flock: recovery falls back to the pid check
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                pass  # no flock on this filesystem: nothing better to do than go on
+            try:
+                os.link(tmp, self.path)  # fails rather than replace an existing file
+            finally:
+                os.unlink(tmp)
+        except BaseException:
+            os.close(fd)
+            raise
         return fd
 
     def flush(self, timeout: float = -1) -> bool:

@@ -13,7 +13,6 @@ import os
 import signal
 import sys
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType, TracebackType
@@ -312,8 +311,6 @@ def recover_journal(path: Path) -> Path | None:
         except FileNotFoundError:
             return None
         parsed = _journal.parse(_journal.read_fd(fd))
-        if not parsed.events and time.time() - os.fstat(fd).st_mtime < _YOUNG_EMPTY_S:
-            return None  # just created: its owner may not have locked it yet
         recovery = {
             "recovered_at": _document.iso(_recorder.now_ns()),
             "journal": path.name,
@@ -359,7 +356,6 @@ def _tmp_owner_dead(name: str) -> bool:
 _recover_lock = threading.Lock()
 recovered: list[tuple[Path, Path]] = []
 """(journal folder, document) of every run this process recovered, import-time ones too."""
-_YOUNG_EMPTY_S = 60.0
 
 
 def recover_dir(folder: Path) -> list[Path]:
