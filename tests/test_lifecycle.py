@@ -10,7 +10,6 @@ script again with ``AGENTLOG=0`` and compares stdout, stderr and the exit code.
 from __future__ import annotations
 
 import json
-import os
 import re
 import select
 import signal
@@ -18,7 +17,6 @@ import stat
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 from typing import Any
 
