@@ -96,7 +96,7 @@ class JournalWriter:
     def _open(self) -> int:
         """Create the journal already locked, so recovery never sees it unlocked.
 
-        It is made under a temporary name, locked, then linked into place: a live run's
+        It is made under a temporary name, locked, then renamed into place: a live run's
         journal is never, even for a moment, an unlocked file that looks abandoned.
         """
         make_private_dir(self.path.parent)
@@ -107,12 +107,17 @@ class JournalWriter:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
                 pass  # no flock on this filesystem: nothing better to do than go on
-            try:
-                os.link(tmp, self.path)  # fails rather than replace an existing file
-            finally:
-                os.unlink(tmp)
+            # Names are unique per run; still, never replace someone else's file.
+            if os.path.lexists(self.path):
+                raise FileExistsError(errno.EEXIST, "journal exists", str(self.path))
+            # A rename (not link + unlink) so /proc/self/fd names the journal itself.
+            os.rename(tmp, self.path)
         except BaseException:
             os.close(fd)
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
             raise
         return fd
 

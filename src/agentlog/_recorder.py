@@ -19,7 +19,7 @@ import orjson
 from . import _document, _journal, _settings
 from ._journal import JournalWriter
 from ._redact import scrub
-from ._serialize import Limits, to_jsonable
+from ._serialize import Limits, fix_surrogates, to_jsonable
 from ._version import __version__
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -41,6 +41,14 @@ def new_run_id() -> str:
     """A ULID: 48 bits of milliseconds then 80 random bits, Crockford base32, sortable."""
     value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
     return "".join(_CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5))
+
+
+def type_name(exc: BaseException) -> str:
+    """``ValueError`` for builtins and the main script, ``module.Qualname`` otherwise."""
+    cls = type(exc)
+    if cls.__module__ in ("builtins", "__main__"):
+        return cls.__qualname__
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def _safe_name(name: str) -> str:
@@ -189,14 +197,9 @@ class Recorder:
         run = self.run
         if len(run.kept_errors) >= _MAX_KEPT_ERRORS:
             return
-        cls = type(exc)
         try:
             # Lone surrogates would make the whole document unwritable: U+FFFD instead.
-            message = (
-                scrub(str(exc)[:2_000])
-                .encode("utf-16", "surrogatepass")
-                .decode("utf-16", "replace")
-            )
+            message = fix_surrogates(scrub(str(exc)[:2_000]))
         except Exception:  # noqa: BLE001 - a hostile __str__, or scrub itself failing
             message = "<message unavailable>"
         run.kept_errors.append(
@@ -204,9 +207,7 @@ class Recorder:
                 "ev": "error",
                 "seq": (1 << 61) + len(run.kept_errors),
                 "t": now_ns(),
-                "type": cls.__qualname__
-                if cls.__module__ in ("builtins", "__main__")
-                else f"{cls.__module__}.{cls.__qualname__}",
+                "type": type_name(exc),
                 "error": message,
                 "traceback": None,
                 "source": source,
@@ -280,13 +281,12 @@ class Recorder:
     def save(self, filename: str | os.PathLike[str] | None) -> Path:
         """Write the document as it stands now, to ``filename`` or the run's own path."""
         run = self.run
-        final = None
         if run.finalized:
             # Already final: its document is on disk; copy that, do not fold again.
             assert run.document_path is not None
             data = run.document_path.read_bytes()
         else:
-            data = _document.dumps(self.document(run, final))
+            data = _document.dumps(self.document(run, None))
         path = Path(filename) if filename is not None else self.document_path(run)
         if path.parent != Path("."):
             _journal.make_private_dir(path.parent)

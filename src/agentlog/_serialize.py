@@ -91,7 +91,7 @@ def _is_proxy(t: type) -> bool:
     return isinstance(proxy, type) and issubclass(t, proxy)
 
 
-def _fix_surrogates(s: str) -> str:
+def fix_surrogates(s: str) -> str:
     # The UTF-16 round trip joins proper high+low pairs into one character and turns
     # each lone surrogate into U+FFFD.
     return s.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
@@ -110,7 +110,7 @@ def _plain_text(s: str, cap: int = _MSG_CAP) -> str:
     if len(s) > cap:
         s = s[:cap] + "…"
     if not s.isascii() and _SURROGATE.search(s):
-        s = _fix_surrogates(s)
+        s = fix_surrogates(s)
     return scrub(s)
 
 
@@ -340,7 +340,7 @@ class _Walker:
             if _SURROGATE.search(s) is None:
                 return scrub(s)
             self.note(path, "replaced lone surrogates")
-            return scrub(_fix_surrogates(s))
+            return scrub(fix_surrogates(s))
         return self.truncated(s, path)
 
     def truncated(self, s: str, path: _Path) -> dict[str, object]:
@@ -349,7 +349,7 @@ class _Walker:
         self.remaining -= keep
         window = s[: keep + _SCRUB_MARGIN]
         if not window.isascii() and _SURROGATE.search(window):
-            window = _fix_surrogates(window)
+            window = fix_surrogates(window)
         preview = scrub(window)[:keep]
         self.note(path, f"string of {n} chars truncated to {keep}")
         return {
@@ -379,7 +379,7 @@ class _Walker:
             s = s[: self.max_str] + "…"
         if not s.isascii() and _SURROGATE.search(s):
             what.append("replaced lone surrogates in a key")
-            s = _fix_surrogates(s)
+            s = fix_surrogates(s)
         s = scrub(s)
         for w in what:
             self.note((path, s), w)

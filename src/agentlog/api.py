@@ -57,14 +57,6 @@ def _status_of(exc: BaseException | None) -> str:
     return "failed"
 
 
-def _type_name(exc: BaseException) -> str:
-    cls = type(exc)
-    module = cls.__module__
-    if module in ("builtins", "__main__"):
-        return cls.__qualname__
-    return f"{module}.{cls.__qualname__}"
-
-
 # One failure passing through several scopes (and then an excepthook) is logged once.
 # Inside scopes, the open scopes remember it themselves (``absorbed``): exact, and the
 # reference goes when they close. An id alone cannot do this: the next exception of a
@@ -104,7 +96,7 @@ def _error_body(exc: BaseException) -> dict[str, Any]:
     rec = RECORDER
     notes: list[str] = []
     return {
-        "type": _type_name(exc),
+        "type": _recorder.type_name(exc),
         "error": rec.convert(_exc_message(exc), notes, "$.error"),
     }
 
