@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import threading
 import time
@@ -27,6 +28,13 @@ import agentlog  # noqa: E402
 from agentlog import _context, _guard  # noqa: E402
 
 pytest_plugins = ["helpers"]
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """End this process's own run quietly and leave no folder behind."""
+    agentlog.finalize_workflow()
+    agentlog.set_logging(False)
+    shutil.rmtree(_SESSION_DIR, ignore_errors=True)
 
 
 def _threads() -> set[int]:
