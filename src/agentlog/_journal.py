@@ -141,23 +141,27 @@ class JournalWriter:
                 self._torn = False
             if self.dropped != self._dropped_written:
                 # Recovery sees drops even if the process dies before the end event.
-                note = b'{"ev":"dropped","count":%d}' % self.dropped
-                self._dropped_written = self.dropped
-                self.append(note)
+                self._queue_drop_note()
             while self.pending:
-                batch: list[bytes] = []
-                size = 0
-                while self.pending and size < _WRITE_CHUNK:
-                    line = self.pending.popleft()
-                    batch.append(line)
-                    size += len(line) + 1
+                # Lines leave the backlog only once they are on disk: while a write is
+                # failing they still count against ``max_events``, and a retry never
+                # writes twice what a short write already got out.
+                with self.lock:
+                    batch: list[bytes] = []
+                    size = 0
+                    for line in self.pending:
+                        batch.append(line)
+                        size += len(line) + 1
+                        if size >= _WRITE_CHUNK:
+                            break
                 data = b"\n".join(batch) + b"\n"
                 try:
                     self._write_all(data)
-                except OSError:
-                    # Keep the batch for the next try: space may come back.
-                    self.pending.extendleft(reversed(batch))
+                except OSError as exc:
+                    # Keep what is not whole on disk for the next try: space may come back.
+                    self._pop(data.count(b"\n", 0, getattr(exc, "agentlog_written", 0)))
                     raise
+                self._pop(len(batch))
             if self._failing:
                 self._failing = False
             return True
@@ -166,16 +170,37 @@ class JournalWriter:
             return False
 
     def _write_all(self, data: bytes) -> None:
+        """Write all of ``data``; an error is raised with ``agentlog_written`` (bytes out)."""
         assert self.fd is not None
         view = memoryview(data)
-        while view:
+        done = 0
+        while done < len(data):
             try:
-                n = os.write(self.fd, view)
-            except OSError:
-                if len(view) != len(data):
+                done += os.write(self.fd, view[done:])
+            except OSError as exc:
+                if done and data[done - 1] != 0x0A:
                     self._torn = True  # half a line is on disk: end it before the next
+                exc.agentlog_written = done  # type: ignore[attr-defined]
                 raise
-            view = view[n:]
+
+    def _pop(self, count: int) -> None:
+        with self.lock:
+            for _ in range(count):
+                self.pending.popleft()
+
+    def _queue_drop_note(self) -> None:
+        """Journal the drop count, if there is room; if not, a later flush tries again.
+
+        Never through ``append``: a note refused by a full backlog would count itself
+        as one more drop, at every flush, for as long as the disk fails.
+        """
+        with self.lock:
+            if len(self.pending) >= self.max_events or self.closed:
+                return
+            seq = self.seq
+            self.seq = seq + 1
+            self._dropped_written = self.dropped
+            self.pending.append(b'{"seq":%d,"ev":"dropped","count":%d}' % (seq, self.dropped))
 
     def _note_failure(self, exc: OSError) -> None:
         self._failing = True
@@ -237,7 +262,11 @@ class _Flusher:
 
     def register(self, writer: JournalWriter, interval: float) -> None:
         self.writers.add(writer)
-        self.interval = min(self.interval, interval)
+        if interval < self.interval:
+            self.interval = interval
+            # The loop may be waiting out the old, longer interval: the first events of
+            # this writer would wait that long, not ``interval``.
+            self.wake.set()
         self.ensure_running()
 
     def ensure_running(self) -> bool:

@@ -18,6 +18,8 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
 
+import orjson
+
 from . import _context, _document, _guard, _imports, _journal, _recorder, _redact, _settings, api
 from ._guard import Guard, internal_errors
 from ._recorder import Recorder
@@ -93,7 +95,13 @@ def _finish_at_exit() -> None:
             rec.verbosity == 0 or run.parent_run_id is not None or _is_multiprocessing_child()
         ):
             return  # nothing recorded: a child process leaves no empty documents
-        path = rec.finalize()
+        try:
+            path = rec.finalize()
+        except OSError as exc:
+            # A full or failing disk: the user must hear that there is no document.
+            if rec.verbosity >= 1:
+                _say_unwritten(rec, exc)
+            raise  # into error_log, via the guard
         if path is not None and rec.verbosity >= 1:
             _say_summary(rec, path)
     # Reached after a swallowed failure too: if no document could be written, leave
@@ -102,6 +110,23 @@ def _finish_at_exit() -> None:
         run = _rec().run
         if not run.finalized and run.pid == os.getpid() and run.writer is not None:
             run.writer.flush(timeout=1.0)
+
+
+def _say_unwritten(rec: Recorder, exc: OSError) -> None:
+    """One line on stderr: the document could not be written; the journal stays."""
+    try:
+        run = rec.run
+        reason = exc.strerror or exc
+        line = f"agentlog: cannot write the document {rec.document_path(run)} ({reason})"
+        if run.writer is not None:
+            line += (
+                f"; its journal is kept: run `agentlog recover --dir {run.writer.path.parent}` "
+                "once this is fixed"
+            )
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+    except Exception:  # noqa: BLE001 - stderr may be closed at exit
+        pass
 
 
 def _plural(n: int, word: str) -> str:
@@ -324,7 +349,9 @@ def recover_journal(path: Path) -> Path | None:
             if ev.get("ev") == "meta" and ev.get("doc_dir"):
                 folder = Path(str(ev["doc_dir"]))
         target = folder / (path.name[: -len(_journal.JOURNAL_SUFFIX)] + _document.DOCUMENT_SUFFIX)
-        if not target.exists():  # a finished run whose journal outlived its document
+        # A finished run whose journal outlived its document keeps that document; a
+        # ``save_log()`` snapshot (still in progress) is replaced: the journal has more.
+        if not _is_final_document(target):
             _journal.make_private_dir(folder)
             _document.write_atomic(target, _document.dumps(doc))
         try:
@@ -334,6 +361,21 @@ def recover_journal(path: Path) -> Path | None:
         return target
     finally:
         os.close(fd)
+
+
+def _is_final_document(path: Path) -> bool:
+    """A document is at ``path`` and it is not an in-progress ``save_log()`` snapshot."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True  # there but unreadable: leave it alone
+    try:
+        status: object = orjson.loads(data).get("final_status")
+    except (orjson.JSONDecodeError, AttributeError):
+        return False  # not a document of ours: the journal's is better
+    return status != "in_progress"
 
 
 def _tmp_owner_dead(name: str) -> bool:

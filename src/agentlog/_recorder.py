@@ -222,12 +222,17 @@ class Recorder:
         recovery_bits: dict[str, Any] = {}
         writer = run.writer
         if writer is not None:
-            writer.flush()
-            parsed = _journal.parse(writer.read_back())
+            # One consistent cut: the flusher must not move lines from the backlog to
+            # the file between our reading the one and the other.
+            with writer.write_lock:
+                writer.flush()
+                written = writer.read_back()
+                with writer.lock:
+                    backlog = list(writer.pending)
+            parsed = _journal.parse(written)
             events = parsed.events
-            if writer.pending:  # the disk refused them: fold them from memory
-                pending = _journal.parse(b"\n".join(writer.pending) + b"\n")
-                events += pending.events
+            if backlog:  # the disk refused them: fold them from memory
+                events += _journal.parse(b"\n".join(backlog) + b"\n").events
             if writer.dropped:
                 events.append({"ev": "dropped", "count": writer.dropped})
             if parsed.bad_lines:
