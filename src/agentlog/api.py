@@ -380,7 +380,32 @@ def save_log(filename: str | os.PathLike[str] | None = None) -> Path | None:
 
 
 # -- the Pythonic forms -------------------------------------------------------------------
-class iteration:
+class _SyncScope:
+    """``async with`` means the same as ``with``: entering a scope never awaits."""
+
+    def __enter__(self: _S) -> _S:
+        raise NotImplementedError
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self: _S) -> _S:
+        return self.__enter__()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+
+_S = TypeVar("_S", bound=_SyncScope)
+
+
+class iteration(_SyncScope):
     """``with agentlog.iteration():`` (or ``async with``): one iteration of the workflow."""
 
     def __init__(self, number: int | None = None) -> None:
@@ -412,17 +437,8 @@ class iteration:
             status = _status_of(exc)
             _close_iteration(state, "failed" if state.failed and exc is None else status)
 
-    async def __aenter__(self) -> iteration:
-        return self.__enter__()
 
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.__exit__(exc_type, exc, tb)
-
-
-class interaction:
+class interaction(_SyncScope):
     """``with agentlog.interaction("planner", input) as ix:``; set ``ix.output``."""
 
     def __init__(self, agent_name: str, input_data: Any = None) -> None:
@@ -469,15 +485,6 @@ class interaction:
         with _G_INTERACTION:
             current.reset(self._token)
             _close_interaction(state, self._outer, exc)
-
-    async def __aenter__(self) -> interaction:
-        return self.__enter__()
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.__exit__(exc_type, exc, tb)
 
 
 def _call_input(
@@ -739,20 +746,3 @@ class AdvancedWorkflowLogger:
     def save(self) -> Path | None:
         return save_log(None)
 
-
-__all__ = [
-    "AdvancedWorkflowLogger",
-    "AutoIterationLogger",
-    "UsageError",
-    "add_resource",
-    "agent",
-    "finalize_workflow",
-    "interaction",
-    "iteration",
-    "log_error",
-    "log_interaction",
-    "save_log",
-    "set_logging",
-    "start_workflow",
-    "tool",
-]
