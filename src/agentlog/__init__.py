@@ -5,7 +5,9 @@
 
 from __future__ import annotations
 
-from . import _guard, _lifecycle, api
+import sys
+
+from . import _guard, _lifecycle, api, integrations
 from ._version import __version__
 from .api import (
     AdvancedWorkflowLogger,
@@ -24,6 +26,12 @@ from .api import (
     tool,
 )
 
+
+def uninstall() -> None:
+    """Stop recording and put back every patched SDK method (``set_logging(True)`` undoes)."""
+    set_logging(False)
+
+
 __all__ = [
     "AdvancedWorkflowLogger",
     "AutoIterationLogger",
@@ -40,7 +48,14 @@ __all__ = [
     "set_logging",
     "start_workflow",
     "tool",
+    "uninstall",
 ]
+
+
+def _close_open_calls() -> None:
+    llm = sys.modules.get("agentlog.integrations._llm")
+    if llm is not None:  # only once an SDK was imported and patched
+        llm.close_open_calls()
 
 
 def _start() -> None:
@@ -61,6 +76,11 @@ def _start() -> None:
                 rec.keep_error(f"agentlog:{name}", exc)
 
         _guard.on_error = _to_error_log
+        _lifecycle.extensions.append(
+            (lambda: integrations.install_all(settings.disabled_integrations),
+             integrations.uninstall_all)
+        )
+        recorder.before_finalize.append(_close_open_calls)
         _lifecycle.register_fork_handler()
         if recorder.verbosity > 0:
             _lifecycle.install_hooks()

@@ -274,6 +274,11 @@ def _hang_on_mp_exit(_: object = None) -> None:
 
 
 # -- install ----------------------------------------------------------------------------
+extensions: list[tuple[Callable[[], None], Callable[[], None]]] = []
+"""(install, uninstall) pairs run with the process hooks: the integrations, wired in
+``agentlog/__init__.py`` so that the core never imports them."""
+
+
 def install_hooks() -> None:
     """Hook the process once: exit, excepthooks, signals, fork, thread context."""
     global _installed, _atexit_registered, _prev_excepthook, _prev_thread_hook
@@ -292,6 +297,9 @@ def install_hooks() -> None:
             threading.excepthook = _thread_excepthook
         _install_signals()
         _context.install()
+    for on, _ in extensions:
+        with internal_errors("lifecycle.install"):
+            on()
 
 
 def uninstall_hooks() -> None:
@@ -299,6 +307,9 @@ def uninstall_hooks() -> None:
     global _installed
     if not _installed:
         return
+    for _, off in extensions:
+        with internal_errors("lifecycle.uninstall"):
+            off()
     with internal_errors("lifecycle.uninstall"):
         _installed = False
         # ``_at_exit`` stays registered: what was recorded before ``set_logging(False)``

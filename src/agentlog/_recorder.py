@@ -135,6 +135,8 @@ class Recorder:
         self.verbosity = settings.verbosity if settings.enabled else 0
         self.limits = LIMITS[min(max(self.verbosity, 1), 2)]
         self.sinks: list[Callable[[dict[str, Any]], None]] = []
+        self.before_finalize: list[Callable[[], None]] = []
+        """Run just before a run's document is built: integrations close open calls."""
         self.run = Run(settings.workflow_name or _settings.script_stem(), settings.log_dir)
         self.last_document: Path | None = None
 
@@ -269,6 +271,8 @@ class Recorder:
         final = status or run.status_hint or "completed"
         if exit_code is not None:
             run.exit_code = exit_code
+        for hook in self.before_finalize:
+            hook()
         if self.verbosity == 0 and run.writer is None:
             run.finalized = True
             return None

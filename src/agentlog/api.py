@@ -258,6 +258,51 @@ def _emit_action(
         record_error(error, source="action", scope=scope)
 
 
+def record_call(
+    scope: Scope,
+    start_ns: int,
+    name: str,
+    agent_name: str,
+    body: dict[str, Any],
+    error: BaseException | None,
+) -> None:
+    """Journal one finished call made by an integration (an LLM request).
+
+    Inside an interaction it is an action of it; otherwise it is an interaction of its
+    own (``agent_name``), in an automatic iteration when none is open. ``body`` holds
+    JSON-safe ``input``, ``output``, ``llm`` and ``lossy``. ``scope`` is the one open
+    when the call started: a stream may end anywhere, long after.
+    """
+    rec = RECORDER
+    run = rec.current()
+    ev: dict[str, Any] = {"t": start_ns, "t_end": _recorder.now_ns(), **body}
+    if error is not None:
+        ev["error"] = _error_body(error)
+    iteration = scope.iteration
+    if scope.interaction is not None:
+        ev["ev"] = "action"
+        ev["name"] = name
+        ev["ix"] = scope.interaction.id
+        rec.emit(ev)
+        if error is not None:
+            record_error(error, source="llm", scope=scope)
+        return
+    ev["ev"] = "interaction"
+    ev["ix"] = run.new_id()
+    ev["agent"] = agent_name
+    if iteration is None:
+        ev["it"] = run.new_id()
+        ev["it_number"] = run.new_number()
+    else:
+        ev["it"] = iteration.id
+    rec.emit(ev)
+    if error is not None:
+        # ``where`` names the interaction just written; the states exist only for that.
+        it_state = iteration or IterationState(ev["it"], ev.get("it_number", 0), True, run)
+        ix_state = InteractionState(ev["ix"], it_state, agent_name, run)
+        record_error(error, source="llm", scope=Scope(it_state, ix_state, scope.agent))
+
+
 # -- design 1: the invisible module functions -------------------------------------------
 def set_logging(enabled: bool = True, verbosity: int | None = None) -> None:
     """Turn recording on or off, and set the verbosity (0 off, 1 normal, 2 full, 3 debug).

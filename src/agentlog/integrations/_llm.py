@@ -1,0 +1,326 @@
+"""The generic LLM-call lifecycle: one record per request, closed exactly once.
+
+Adapters translate a provider's request, response, stream chunks and exceptions into
+plain data (a ``Request``, an outcome dict, an ``Accumulator``); everything about when a
+record opens and closes lives here. A record closes on whichever comes first: the
+response, the stream's end, ``close()``, an exception, garbage collection, or the end
+of the run.
+
+Streams stay the SDK's own objects: only their ``_iterator`` is replaced by an observer
+that hands every item on unchanged.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from .. import _guard, _recorder, api
+from .._context import Scope, current
+
+G_BEGIN = _guard.Guard("llm.begin")
+G_CHUNK = _guard.Guard("llm.chunk")
+G_FINISH = _guard.Guard("llm.finish")
+
+_SCALARS = (str, int, float, bool, type(None))
+
+Outcome = dict[str, Any]
+"""What a response said: response_model, output, finish_reasons, tool_calls, usage..."""
+
+
+class Request:
+    """What is known when a call starts, already JSON-safe."""
+
+    __slots__ = ("input", "lossy", "model", "operation", "params", "provider", "server",
+                 "streamed")
+
+    def __init__(
+        self, provider: str, operation: str, model: str | None, input: object, params: object,
+        streamed: bool, server: str | None, lossy: list[str],
+    ) -> None:
+        self.provider = provider
+        self.operation = operation
+        self.model = model
+        self.input = input
+        self.params = params
+        self.streamed = streamed
+        self.server = server
+        self.lossy = lossy
+
+
+class Accumulator(Protocol):
+    """Folds stream items into an outcome. ``add`` runs once per chunk: keep it cheap."""
+
+    def add(self, item: Any) -> None: ...
+
+    def outcome(self) -> Outcome: ...
+
+
+_open: dict[int, Call] = {}
+"""Calls not yet closed, so that the end of the run can close them."""
+
+_warned: set[str] = set()
+
+
+def warn_once(key: str, message: str) -> None:
+    """Say once per process, in error_log, that one hook could not observe something."""
+    if key in _warned:
+        return
+    _warned.add(key)
+    api.record_error(f"agentlog: {message}", source=f"agentlog:{key}")
+
+
+class Call:
+    """One LLM request, from the SDK's ``request`` to its last byte."""
+
+    __slots__ = ("__weakref__", "acc", "finalizer", "first_ns", "req", "scope", "start_ns")
+
+    def __init__(self, req: Request, scope: Scope) -> None:
+        self.req = req
+        self.scope = scope
+        self.start_ns = _recorder.now_ns()
+        self.first_ns: int | None = None
+        self.acc: Accumulator | None = None
+        self.finalizer: weakref.finalize[Any, Any] | None = None
+        _open[id(self)] = self
+
+    # Each way of closing funnels into ``_close``; the pop makes it happen once only.
+    def done(self, outcome: Outcome) -> None:
+        self._close(outcome, None, None)
+
+    def failed(self, exc: BaseException) -> None:
+        outcome = self.acc.outcome() if self.acc is not None else {}
+        status = getattr(exc, "status_code", None)
+        if type(status) is int:
+            outcome["http_status"] = status
+        if isinstance(exc, Exception):
+            self._close(outcome, exc, "error" if self.first_ns is not None else None)
+        else:  # KeyboardInterrupt, CancelledError...: not an error of the call
+            self._close(outcome, None, _interruption(exc))
+
+    def cut(self, reason: str) -> None:
+        """Close what has not ended: the caller closed it, dropped it, or the run ended."""
+        if id(self) in _open:
+            self._close(self.acc.outcome() if self.acc is not None else {}, None, reason)
+
+    def _close(self, outcome: Outcome, error: BaseException | None,
+               incomplete: str | None) -> None:
+        if _open.pop(id(self), None) is None:
+            return
+        if self.finalizer is not None:
+            self.finalizer.detach()
+        rec = api.RECORDER
+        if rec.verbosity == 0:
+            return
+        req = self.req
+        now = _recorder.now_ns()
+        notes = list(req.lossy)
+        llm: dict[str, Any] = {
+            "provider": req.provider,
+            "operation": req.operation,
+            "request_model": req.model,
+            "response_model": outcome.get("response_model"),
+            "params": req.params,
+            "streamed": req.streamed,
+            "incomplete": incomplete is not None,
+            "duration_ms": round((now - self.start_ns) / 1e6, 3),
+            "ttft_ms": round((self.first_ns - self.start_ns) / 1e6, 3)
+            if self.first_ns is not None else None,
+            "finish_reasons": outcome.get("finish_reasons") or [],
+        }
+        if incomplete is not None:
+            llm["incomplete_reason"] = incomplete
+        tool_calls = outcome.get("tool_calls")
+        if tool_calls:
+            llm["tool_calls"] = rec.content(tool_calls, notes, "$.llm.tool_calls")
+        usage = outcome.get("usage")
+        llm["usage"] = usage
+        if usage is None:
+            llm["usage_missing_reason"] = outcome.get("usage_missing_reason") or (
+                "the call ended before the provider reported usage" if incomplete or error
+                else "the provider reported no usage")
+        for key in ("response_id", "http_status", "attempts"):
+            value = outcome.get(key)
+            if value is not None:
+                llm[key] = value
+        if req.server is not None:
+            llm["server_address"] = req.server
+        body: dict[str, Any] = {
+            "input": req.input,
+            "output": rec.content(outcome.get("output"), notes, "$.output_data"),
+            "llm": llm,
+        }
+        if notes:
+            body["lossy"] = notes
+        scope = self.scope
+        model = outcome.get("response_model") or req.model or "unknown"
+        agent = scope.agent or f"{req.provider}:{req.model or model}"
+        api.record_call(scope, self.start_ns, f"llm:{req.provider}.{req.operation}", agent,
+                        body, error)
+
+
+def _interruption(exc: BaseException) -> str:
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    if isinstance(exc, GeneratorExit):
+        return "closed"
+    return "cancelled"
+
+
+def get(obj: Any, name: str) -> Any:
+    """``obj.name`` for SDK objects, ``obj[name]`` for the same data as parsed JSON."""
+    if type(obj) is dict:
+        return obj.get(name)
+    return getattr(obj, name, None)
+
+
+def tool_names(tools: Any) -> list[Any]:
+    """Tool names only: definitions can be long, the names say what was offered."""
+    names = []
+    for tool in tools if isinstance(tools, list) else ():
+        if isinstance(tool, dict):
+            fn = tool.get("function")
+            name = fn.get("name") if isinstance(fn, dict) else tool.get("name")
+            names.append(name if name is not None else tool.get("type"))
+    return names
+
+
+def params_of(data: dict[str, Any], skip: frozenset[str], notes: list[str]) -> object:
+    """Request parameters: all of them at verbosity 2, the short ones below."""
+    rec = api.RECORDER
+    if rec.verbosity >= 2:
+        return rec.convert({k: v for k, v in data.items() if k not in skip}, notes, "$.params")
+    params: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in skip:
+            continue
+        if isinstance(value, _SCALARS):
+            params[key] = value
+        elif key == "tools":
+            params[key] = tool_names(value)
+        elif key in ("response_format", "text", "tool_choice", "thinking", "reasoning"):
+            params[key] = value.get("type", "…") if isinstance(value, dict) else value
+        elif key == "stream_options":
+            params[key] = value
+    return rec.convert(params, notes, "$.params")
+
+
+def begin(req: Request) -> Call:
+    return Call(req, current.get())
+
+
+def close_open_calls() -> None:
+    """The run is ending: whatever is still streaming is cut where it stands."""
+    for call in list(_open.values()):
+        with G_FINISH:
+            call.cut("still open when the run ended")
+
+
+# -- streams --------------------------------------------------------------------------
+_streams: weakref.WeakKeyDictionary[Any, Call] = weakref.WeakKeyDictionary()
+"""SDK stream object -> its open call, for the ``close`` hooks."""
+
+
+def observe_stream(stream: Any, call: Call, acc: Accumulator, is_async: bool) -> bool:
+    """Put an observer in place of ``stream._iterator``; False if the SDK has none."""
+    inner = getattr(stream, "_iterator", None)
+    if inner is None:
+        return False
+    call.acc = acc
+    stream._iterator = (_AsyncObserver if is_async else _SyncObserver)(inner, call)
+    _streams[stream] = call
+    # Must not reference the stream, or the stream could never be collected.
+    call.finalizer = weakref.finalize(stream, _collected, call)
+    return True
+
+
+def _collected(call: Call) -> None:
+    with G_FINISH:
+        call.cut("the stream was garbage-collected before its end")
+
+
+def stream_closed(stream: Any) -> None:
+    """A ``close()`` hook: the caller closed the stream (or a helper wrapping it)."""
+    with G_FINISH:
+        call = _streams.get(getattr(stream, "_raw_stream", stream))
+        if call is not None:
+            call.cut("closed before its end")
+
+
+def _chunk(call: Call, item: Any) -> None:
+    if call.first_ns is None:
+        call.first_ns = _recorder.now_ns()
+    acc = call.acc
+    if acc is None:
+        return
+    try:
+        acc.add(item)
+    except Exception as exc:  # stop observing; the user still gets the item
+        call.acc = None
+        with G_CHUNK:
+            raise exc
+
+
+class _SyncObserver:
+    """Stands in for a sync stream's ``_iterator``: every item passes through as is."""
+
+    __slots__ = ("call", "inner")
+
+    def __init__(self, inner: Any, call: Call) -> None:
+        self.inner = inner
+        self.call = call
+
+    def __iter__(self) -> _SyncObserver:
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            item = self.inner.__next__()
+        except StopIteration:
+            with G_FINISH:
+                self.call.done(self.call.acc.outcome() if self.call.acc else {})
+            raise
+        except BaseException as exc:
+            with G_FINISH:
+                self.call.failed(exc)
+            raise
+        _chunk(self.call, item)
+        return item
+
+    def close(self) -> None:  # generator protocol, in case the SDK closes its iterator
+        close: Callable[[], None] | None = getattr(self.inner, "close", None)
+        if close is not None:
+            close()
+
+
+class _AsyncObserver:
+    """Stands in for an async stream's ``_iterator``: every item passes through as is."""
+
+    __slots__ = ("call", "inner")
+
+    def __init__(self, inner: Any, call: Call) -> None:
+        self.inner = inner
+        self.call = call
+
+    def __aiter__(self) -> _AsyncObserver:
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            item = await self.inner.__anext__()
+        except StopAsyncIteration:
+            with G_FINISH:
+                self.call.done(self.call.acc.outcome() if self.call.acc else {})
+            raise
+        except BaseException as exc:
+            with G_FINISH:
+                self.call.failed(exc)
+            raise
+        _chunk(self.call, item)
+        return item
+
+    async def aclose(self) -> None:
+        aclose = getattr(self.inner, "aclose", None)
+        if aclose is not None:
+            await aclose()

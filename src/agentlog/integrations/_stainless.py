@@ -1,0 +1,290 @@
+"""The choke point of Stainless-generated SDKs (openai, anthropic, and others).
+
+Every endpoint and helper of these SDKs, ``with_raw_response`` and the ``.stream()``
+managers included, goes through ``SyncAPIClient.request`` / ``AsyncAPIClient.request``.
+Patching those two covers them all in one place. Raw responses are parsed later, by the
+caller: the owner of their ``_parse`` is hooked the first time one is seen. Streams keep
+their type; ``close`` is hooked on the stream classes as they are met.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import weakref
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any, Protocol
+
+import orjson
+
+from .. import _redact, api
+from . import _llm
+from ._llm import G_BEGIN, G_FINISH, Accumulator, Call, Outcome, Request
+
+
+class Translator(Protocol):
+    """What an adapter provides: plain translation, no lifecycle."""
+
+    name: str
+
+    def request(self, client: Any, options: Any, stream: bool, server: tuple[str, str]
+                ) -> Request | None:
+        """The call about to be made, or None when it is not an LLM call."""
+
+    def response(self, req: Request, obj: Any) -> Outcome:
+        """A whole response: the SDK's object, or the same data as parsed JSON."""
+
+    def accumulator(self, req: Request) -> Accumulator:
+        """A fresh fold for one stream's items."""
+
+
+_MARK = "__agentlog_patched__"
+
+
+class Patches:
+    """Method swaps that ``remove`` puts back exactly."""
+
+    def __init__(self) -> None:
+        self.applied: list[tuple[type, str, Any]] = []
+
+    def apply(self, owner: type, name: str, make: Callable[[Any], Any]) -> None:
+        original = owner.__dict__.get(name)
+        if original is None or getattr(original, _MARK, False):
+            return
+        patched = make(original)
+        setattr(patched, _MARK, True)
+        setattr(owner, name, patched)
+        self.applied.append((owner, name, original))
+
+    def remove(self) -> None:
+        while self.applied:
+            owner, name, original = self.applied.pop()
+            setattr(owner, name, original)
+
+
+PATCHES = Patches()
+
+_seen_keys: set[str] = set()
+_servers: dict[int, tuple[Any, tuple[str, str]]] = {}
+
+# Hosts whose provider is not the SDK's own name (OpenAI-compatible endpoints).
+KNOWN_HOSTS = {
+    "api.openai.com": "openai",
+    "api.anthropic.com": "anthropic",
+    "api.groq.com": "groq",
+    "api.mistral.ai": "mistral",
+    "api.deepseek.com": "deepseek",
+    "api.together.xyz": "together",
+    "api.fireworks.ai": "fireworks",
+    "openrouter.ai": "openrouter",
+    "api.x.ai": "x-ai",
+    "api.perplexity.ai": "perplexity",
+    "api.cerebras.ai": "cerebras",
+    "generativelanguage.googleapis.com": "google",
+    "api.cohere.ai": "cohere",
+    "api.cohere.com": "cohere",
+}
+_SUFFIXES = (
+    (".openai.azure.com", "azure"),
+    (".cognitiveservices.azure.com", "azure"),
+    (".services.ai.azure.com", "azure"),
+    (".amazonaws.com", "aws-bedrock"),
+    ("aiplatform.googleapis.com", "google-vertex"),
+)
+
+
+def provider_for(host: str, default: str) -> str:
+    """The provider a host belongs to; an unknown host (a proxy, a local server) keeps
+    the SDK's own name, and ``server_address`` says where it went."""
+    known = KNOWN_HOSTS.get(host)
+    if known is not None:
+        return known
+    for suffix, provider in _SUFFIXES:
+        if host.endswith(suffix):
+            return provider
+    return default
+
+
+def _server(client: Any, default: str) -> tuple[str, str]:
+    """(provider, server address) for a client, cached per base URL object."""
+    url = getattr(client, "_base_url", None)
+    cached = _servers.get(id(url))
+    if cached is not None and cached[0] is url:
+        return cached[1]
+    host = str(getattr(url, "host", "") or "")
+    port = getattr(url, "port", None)
+    found = (provider_for(host, default), f"{host}:{port}" if port else host)
+    if len(_servers) > 256:
+        _servers.clear()
+    _servers[id(url)] = (url, found)
+    return found
+
+
+def _note_key(client: Any) -> None:
+    """A client's key is a secret value: it must never appear in anything we write."""
+    key = getattr(client, "api_key", None)
+    if type(key) is str and key not in _seen_keys:
+        _seen_keys.add(key)
+        _redact.add_secret_values([key])
+        _redact.refresh_env()  # keys loaded into the environment (dotenv) since import
+
+
+def _begin(tr: Translator, client: Any, options: Any, stream: Any) -> Call | None:
+    _note_key(client)
+    req = tr.request(client, options, bool(stream), _server(client, tr.name))
+    return None if req is None else _llm.begin(req)
+
+
+def _returned(tr: Translator, call: Call, result: Any) -> None:
+    """The SDK returned: a parsed object, a stream, or a raw response parsed later."""
+    cls = type(result)
+    if hasattr(result, "http_response") and hasattr(cls, "_parse"):
+        _await_parse(tr, call, result)
+    elif call.req.streamed:
+        if _llm.observe_stream(result, call, tr.accumulator(call.req), hasattr(cls, "__anext__")):
+            _hook_close(cls)
+        else:
+            _llm.warn_once(f"{tr.name}.stream", f"cannot observe {cls.__qualname__} streams")
+            call.cut("agentlog could not observe this stream")
+    else:
+        call.done(tr.response(call.req, result))
+
+
+def sync_request(tr: Translator) -> Callable[[Any], Any]:
+    def make(original: Any) -> Any:
+        @functools.wraps(original)
+        def request(self: Any, cast_to: Any, options: Any, *args: Any, **kwargs: Any) -> Any:
+            if api.RECORDER.verbosity == 0 or G_BEGIN.broken:
+                return original(self, cast_to, options, *args, **kwargs)
+            call = None
+            with G_BEGIN:
+                call = _begin(tr, self, options, kwargs.get("stream"))
+            if call is None:
+                return original(self, cast_to, options, *args, **kwargs)
+            try:
+                result = original(self, cast_to, options, *args, **kwargs)
+            except BaseException as exc:
+                with G_FINISH:
+                    call.failed(exc)
+                raise
+            with G_FINISH:
+                _returned(tr, call, result)
+            return result
+
+        return request
+
+    return make
+
+
+def async_request(tr: Translator) -> Callable[[Any], Any]:
+    def make(original: Any) -> Any:
+        @functools.wraps(original)
+        async def request(
+            self: Any, cast_to: Any, options: Any, *args: Any, **kwargs: Any
+        ) -> Any:
+            if api.RECORDER.verbosity == 0 or G_BEGIN.broken:
+                return await original(self, cast_to, options, *args, **kwargs)
+            call = None
+            with G_BEGIN:
+                call = _begin(tr, self, options, kwargs.get("stream"))
+            if call is None:
+                return await original(self, cast_to, options, *args, **kwargs)
+            try:
+                result = await original(self, cast_to, options, *args, **kwargs)
+            except BaseException as exc:
+                with G_FINISH:
+                    call.failed(exc)
+                raise
+            with G_FINISH:
+                _returned(tr, call, result)
+            return result
+
+        return request
+
+    return make
+
+
+# -- raw responses: ``with_raw_response`` / ``with_streaming_response`` ------------------
+_pending: weakref.WeakKeyDictionary[Any, tuple[Translator, Call, weakref.finalize[Any, Any]]]
+_pending = weakref.WeakKeyDictionary()
+
+
+def _await_parse(tr: Translator, call: Call, raw: Any) -> None:
+    owner = next((k for k in type(raw).__mro__ if "_parse" in k.__dict__), None)
+    if owner is None:
+        call.cut("agentlog could not observe this response")
+        return
+    PATCHES.apply(owner, "_parse", _parse_hook)
+    # If the caller never parses it, the body may still have been read: use that.
+    fin = weakref.finalize(raw, _never_parsed, tr, call, getattr(raw, "http_response", None))
+    _pending[raw] = (tr, call, fin)
+
+
+def _parse_hook(original: Any) -> Any:
+    @functools.wraps(original)
+    def _parse(self: Any, *args: Any, **kwargs: Any) -> Any:
+        result = original(self, *args, **kwargs)
+        if _pending:
+            with G_FINISH:
+                found = _pending.pop(self, None)
+                if found is not None:
+                    tr, call, fin = found
+                    fin.detach()
+                    _returned(tr, call, result)
+        return result
+
+    return _parse
+
+
+def _never_parsed(tr: Translator, call: Call, http_response: Any) -> None:
+    with G_FINISH:
+        try:
+            data = orjson.loads(http_response.content)
+        except Exception:  # noqa: BLE001 - unread, a stream, or not JSON: nothing to add
+            call.cut("the caller did not read the response")
+            return
+        call.done(tr.response(call.req, data))
+
+
+# -- closing streams --------------------------------------------------------------------
+def _close_hook(original: Any) -> Any:
+    if inspect.iscoroutinefunction(original):
+
+        @functools.wraps(original)
+        async def aclose(self: Any, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return await original(self, *args, **kwargs)
+            finally:
+                _llm.stream_closed(self)
+
+        return aclose
+
+    @functools.wraps(original)
+    def close(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            _llm.stream_closed(self)
+
+    return close
+
+
+def _hook_close(cls: type) -> None:
+    owner = next((k for k in cls.__mro__ if "close" in k.__dict__), None)
+    if owner is not None and owner is not object:
+        PATCHES.apply(owner, "close", _close_hook)
+
+
+def hook_helper_streams(module: ModuleType, names: tuple[str, ...]) -> None:
+    """Helper streams (``.stream()`` managers) that close their response directly."""
+    for name in names:
+        cls = getattr(module, name, None)
+        if isinstance(cls, type):
+            _hook_close(cls)
+
+
+def install(tr: Translator, base_client: ModuleType) -> None:
+    """Patch the two ``request`` methods of a Stainless SDK's base clients."""
+    PATCHES.apply(base_client.SyncAPIClient, "request", sync_request(tr))
+    PATCHES.apply(base_client.AsyncAPIClient, "request", async_request(tr))

@@ -1,0 +1,322 @@
+"""OpenAI SDK adapter: translation only (lifecycle in ``_llm``, patching in ``_stainless``).
+
+Covers Chat Completions (``create``, ``stream``, ``parse``), the Responses API, embeddings
+and legacy completions, for ``OpenAI``, ``AzureOpenAI``, their async twins and any
+OpenAI-compatible ``base_url`` (the provider then comes from the host).
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+from typing import Any
+
+from .. import api
+from . import _stainless
+from ._llm import Outcome, Request, get, params_of
+
+_OPERATIONS = (
+    ("/chat/completions", "chat"),
+    ("/responses", "responses"),
+    ("/embeddings", "embeddings"),
+    ("/completions", "text_completion"),
+)
+_CONTENT_KEYS = frozenset({"messages", "input", "prompt", "instructions"})
+_NOT_PARAMS = _CONTENT_KEYS | {"model", "stream"}
+
+
+def _operation(options: Any) -> str | None:
+    if getattr(options, "method", "").lower() != "post":
+        return None
+    url = str(getattr(options, "url", "")).split("?", 1)[0]
+    for suffix, operation in _OPERATIONS:
+        if url.endswith(suffix):
+            return operation
+    return None
+
+
+class OpenAITranslator:
+    name = "openai"
+
+    def request(self, client: Any, options: Any, stream: bool, server: tuple[str, str]
+                ) -> Request | None:
+        operation = _operation(options)
+        if operation is None:
+            return None
+        data = getattr(options, "json_data", None)
+        if not isinstance(data, dict):
+            data = {}
+        provider = server[0]
+        if provider == "openai" and "azure" in type(client).__name__.lower():
+            provider = "azure"
+        rec = api.RECORDER
+        notes: list[str] = []
+        if operation == "chat":
+            content: Any = data.get("messages")
+        elif operation == "responses":
+            content = _responses_input(data)
+        elif operation == "text_completion":
+            content = data.get("prompt")
+        else:
+            content = data.get("input")
+        model = data.get("model")
+        return Request(
+            provider, operation, model if isinstance(model, str) else None,
+            rec.content(content, notes, "$.input_data"), params_of(data, _NOT_PARAMS, notes),
+            stream, server[1], notes,
+        )
+
+    def response(self, req: Request, obj: Any) -> Outcome:
+        if req.operation == "responses":
+            return _response_outcome(obj)
+        out: Outcome = {"response_model": get(obj, "model"), "response_id": get(obj, "id"),
+                        "usage": usage(get(obj, "usage"))}
+        if req.operation == "embeddings":
+            items = get(obj, "data") or []
+            first = get(items[0], "embedding") if items else None
+            out["output"] = {"embeddings": len(items),
+                             "dimensions": len(first) if isinstance(first, list) else None}
+            return out
+        choices = get(obj, "choices") or []
+        outputs = []
+        reasons = []
+        calls: list[dict[str, Any]] = []
+        for choice in choices:
+            reason = get(choice, "finish_reason")
+            if reason is not None:
+                reasons.append(str(reason))
+            if req.operation == "text_completion":
+                outputs.append(get(choice, "text"))
+                continue
+            message = get(choice, "message")
+            msg: dict[str, Any] = {"role": get(message, "role") or "assistant",
+                                   "content": get(message, "content")}
+            refusal = get(message, "refusal")
+            if refusal:
+                msg["refusal"] = refusal
+            tcs = [_tool_call(tc) for tc in get(message, "tool_calls") or ()]
+            if tcs:
+                msg["tool_calls"] = tcs
+                calls.extend(tcs)
+            outputs.append(msg)
+        out["output"] = outputs[0] if len(outputs) == 1 else outputs
+        out["finish_reasons"] = reasons
+        if calls:
+            out["tool_calls"] = calls
+        return out
+
+    def accumulator(self, req: Request) -> Any:
+        if req.operation == "responses":
+            return _ResponsesStream()
+        return _ChoicesStream(req.operation == "text_completion", req.params)
+
+
+def _responses_input(data: dict[str, Any]) -> Any:
+    given = data.get("input")
+    items = [{"role": "user", "content": given}] if isinstance(given, str) else given
+    instructions = data.get("instructions")
+    if instructions:
+        head = [{"role": "system", "content": instructions}]
+        return head + list(items) if isinstance(items, list) else [*head, items]
+    return items
+
+
+def _tool_call(tc: Any) -> dict[str, Any]:
+    fn = get(tc, "function")
+    return {"id": get(tc, "id"), "name": get(fn, "name"), "arguments": get(fn, "arguments")}
+
+
+def _int(value: Any) -> int | None:
+    return value if type(value) is int else None
+
+
+def usage(u: Any) -> dict[str, Any] | None:
+    """Chat/completions/embeddings usage; prompt tokens already include cached ones."""
+    if u is None:
+        return None
+    prompt = get(u, "prompt_tokens")
+    if prompt is None:  # the Responses API's names
+        return _responses_usage(u)
+    return {
+        "input_tokens": _int(prompt),
+        "output_tokens": _int(get(u, "completion_tokens")),
+        "cache_read_input_tokens": _int(get(get(u, "prompt_tokens_details"), "cached_tokens")),
+        "cache_write_input_tokens": None,
+        "reasoning_output_tokens": _int(
+            get(get(u, "completion_tokens_details"), "reasoning_tokens")),
+    }
+
+
+def _responses_usage(u: Any) -> dict[str, Any]:
+    return {
+        "input_tokens": _int(get(u, "input_tokens")),
+        "output_tokens": _int(get(u, "output_tokens")),
+        "cache_read_input_tokens": _int(get(get(u, "input_tokens_details"), "cached_tokens")),
+        "cache_write_input_tokens": None,
+        "reasoning_output_tokens": _int(
+            get(get(u, "output_tokens_details"), "reasoning_tokens")),
+    }
+
+
+def _response_outcome(obj: Any) -> Outcome:
+    texts: list[str] = []
+    calls: list[dict[str, Any]] = []
+    for item in get(obj, "output") or ():
+        kind = get(item, "type")
+        if kind == "message":
+            for part in get(item, "content") or ():
+                text = get(part, "text")
+                if isinstance(text, str):
+                    texts.append(text)
+        elif kind == "function_call":
+            calls.append({"id": get(item, "call_id"), "name": get(item, "name"),
+                          "arguments": get(item, "arguments")})
+    status = get(obj, "status")
+    reason = get(get(obj, "incomplete_details"), "reason")
+    output: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts else None}
+    if calls:
+        output["tool_calls"] = calls
+    out: Outcome = {
+        "response_model": get(obj, "model"),
+        "response_id": get(obj, "id"),
+        "output": output,
+        "finish_reasons": [str(reason or status)] if (reason or status) else [],
+        "usage": None if get(obj, "usage") is None else _responses_usage(get(obj, "usage")),
+    }
+    if calls:
+        out["tool_calls"] = calls
+    return out
+
+
+class _ChoicesStream:
+    """Chat and legacy completion chunks, folded per choice index."""
+
+    __slots__ = ("calls", "id", "legacy", "model", "reasons", "text", "usage", "wants_usage")
+
+    def __init__(self, legacy: bool, params: Any) -> None:
+        self.legacy = legacy
+        self.text: dict[int, list[str]] = {}
+        self.calls: dict[tuple[int, int], dict[str, Any]] = {}
+        self.reasons: dict[int, str] = {}
+        self.model: Any = None
+        self.id: Any = None
+        self.usage: Any = None
+        options = params.get("stream_options") if isinstance(params, dict) else None
+        self.wants_usage = isinstance(options, dict) and bool(options.get("include_usage"))
+
+    def add(self, chunk: Any) -> None:
+        if self.model is None:
+            self.model = chunk.model
+            self.id = chunk.id
+        for choice in chunk.choices or ():
+            index = choice.index
+            if self.legacy:
+                text = choice.text
+            else:
+                delta = choice.delta
+                if delta is None:
+                    continue
+                text = delta.content
+                if delta.tool_calls:
+                    self._tool_deltas(index, delta.tool_calls)
+            if text:
+                parts = self.text.get(index)
+                if parts is None:
+                    parts = self.text[index] = []
+                parts.append(text)
+            if choice.finish_reason:
+                self.reasons[index] = choice.finish_reason
+        if chunk.usage is not None:
+            self.usage = chunk.usage
+
+    def _tool_deltas(self, index: int, deltas: Any) -> None:
+        for d in deltas:
+            key = (index, d.index)
+            call = self.calls.get(key)
+            if call is None:
+                call = self.calls[key] = {"id": None, "name": None, "arguments": ""}
+            if d.id:
+                call["id"] = d.id
+            fn = d.function
+            if fn is not None:
+                if fn.name:
+                    call["name"] = fn.name
+                if fn.arguments:
+                    call["arguments"] += fn.arguments
+
+    def outcome(self) -> Outcome:
+        indexes = sorted(set(self.text) | set(self.reasons) | {i for i, _ in self.calls})
+        outputs: list[Any] = []
+        all_calls = []
+        for i in indexes:
+            text = "".join(self.text.get(i, ())) or None
+            if self.legacy:
+                outputs.append(text)
+                continue
+            msg: dict[str, Any] = {"role": "assistant", "content": text}
+            calls = [c for (ci, _), c in sorted(self.calls.items()) if ci == i]
+            if calls:
+                msg["tool_calls"] = calls
+                all_calls.extend(calls)
+            outputs.append(msg)
+        out: Outcome = {
+            "response_model": self.model,
+            "response_id": self.id,
+            "output": outputs[0] if len(outputs) == 1 else outputs or None,
+            "finish_reasons": [self.reasons[i] for i in sorted(self.reasons)],
+            "usage": usage(self.usage),
+        }
+        if all_calls:
+            out["tool_calls"] = all_calls
+        if self.usage is None:
+            out["usage_missing_reason"] = (
+                "the stream ended before its usage chunk" if self.wants_usage
+                else "streamed without stream_options.include_usage: the provider sent none")
+        return out
+
+
+class _ResponsesStream:
+    """Responses API events: text deltas, then the whole response in the last event."""
+
+    __slots__ = ("final", "model", "text")
+
+    def __init__(self) -> None:
+        self.text: list[str] = []
+        self.final: Any = None
+        self.model: Any = None
+
+    def add(self, event: Any) -> None:
+        kind = event.type
+        if kind == "response.output_text.delta":
+            self.text.append(event.delta)
+        elif kind in ("response.completed", "response.incomplete", "response.failed"):
+            self.final = event.response
+        elif kind == "response.created":
+            self.model = event.response.model
+
+    def outcome(self) -> Outcome:
+        if self.final is not None:
+            return _response_outcome(self.final)
+        return {"response_model": self.model,
+                "output": {"role": "assistant", "content": "".join(self.text) or None},
+                "usage": None,
+                "usage_missing_reason": "the stream ended before response.completed"}
+
+
+TRANSLATOR = OpenAITranslator()
+_HELPER_STREAMS = (
+    ("openai.lib.streaming.chat._completions",
+     ("ChatCompletionStream", "AsyncChatCompletionStream")),
+    ("openai.lib.streaming.responses._responses", ("ResponseStream", "AsyncResponseStream")),
+)
+
+
+def install(module: ModuleType) -> None:
+    """Called once ``openai`` is imported."""
+    _stainless.install(TRANSLATOR, importlib.import_module("openai._base_client"))
+    for name, classes in _HELPER_STREAMS:
+        try:
+            helper = importlib.import_module(name)
+        except ImportError:  # an SDK without that helper: nothing to hook
+            continue
+        _stainless.hook_helper_streams(helper, classes)
