@@ -14,8 +14,12 @@ from typing import Any
 
 import orjson
 
+from . import _pricing
+from ._guard import Guard
+
 SCHEMA_VERSION = 1
 DOCUMENT_SUFFIX = ".json"
+_G_PRICING = Guard("pricing")
 _TOKEN_KINDS = (
     "input_tokens",
     "output_tokens",
@@ -227,7 +231,7 @@ def build(
             for holder in (ix, *ix["actions"]):
                 llm = holder.get("llm")
                 if isinstance(llm, dict):
-                    _count_llm(llm, totals)
+                    _count_llm(llm, holder.get("timestamp") or holder["start_time"], totals)
                 _finish_times(holder, ("timestamp", "start_time", "end_time"))
         _finish_times(it, ("start_time", "end_time"))
     totals["cost_usd"] = round(totals["cost_usd"], 10)
@@ -271,8 +275,11 @@ def build(
     }
 
 
-def _count_llm(llm: Event, totals: dict[str, Any]) -> None:
+def _count_llm(llm: Event, t_ns: Any, totals: dict[str, Any]) -> None:
     totals["llm_calls"] += 1
+    with _G_PRICING:
+        if isinstance(t_ns, int):
+            _pricing.apply(llm, t_ns)
     usage = llm.get("usage")
     if isinstance(usage, dict):
         for kind in _TOKEN_KINDS:
