@@ -231,7 +231,8 @@ def observe_stream(stream: Any, call: Call, acc: Accumulator, is_async: bool) ->
     stream._iterator = (_AsyncObserver if is_async else _SyncObserver)(inner, call)
     _streams[stream] = call
     # Must not reference the stream, or the stream could never be collected.
-    call.finalizer = weakref.finalize(stream, _collected, call)
+    call.finalizer = fin = weakref.finalize(stream, _collected, call)
+    fin.atexit = False  # at exit the run closes open calls itself, before its document
     return True
 
 
