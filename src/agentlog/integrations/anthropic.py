@@ -130,33 +130,38 @@ class _MessageStream:
         self.stopped = False
 
     def add(self, event: Any) -> None:
-        kind = event.type
+        # getattr with defaults: an event the SDK left partly unset must not stop the fold.
+        kind = getattr(event, "type", None)
         if kind == "content_block_delta":
-            delta = event.delta
-            block = self.blocks.get(event.index)
+            delta = getattr(event, "delta", None)
+            index = getattr(event, "index", 0)
+            block = self.blocks.get(index)
             if block is None:
-                block = self.blocks[event.index] = {"type": "text", "text": ""}
-            dkind = delta.type
+                block = self.blocks[index] = {"type": "text", "text": ""}
+            dkind = getattr(delta, "type", None)
             if dkind == "text_delta":
-                block["text"] = block.get("text", "") + delta.text
+                block["text"] = block.get("text", "") + (getattr(delta, "text", None) or "")
             elif dkind == "input_json_delta":
-                block["input"] = block.get("input", "") + delta.partial_json
+                block["input"] = block.get("input", "") + (
+                    getattr(delta, "partial_json", None) or "")
             elif dkind == "thinking_delta":
-                block["thinking"] = block.get("thinking", "") + delta.thinking
+                block["thinking"] = block.get("thinking", "") + (
+                    getattr(delta, "thinking", None) or "")
         elif kind == "content_block_start":
-            cb = event.content_block
-            block = {"type": cb.type}
-            if cb.type in ("tool_use", "server_tool_use"):
-                block.update(id=cb.id, name=cb.name, input="")
-            self.blocks[event.index] = block
+            cb = getattr(event, "content_block", None)
+            block = {"type": getattr(cb, "type", None)}
+            if block["type"] in ("tool_use", "server_tool_use"):
+                block.update(id=getattr(cb, "id", None), name=getattr(cb, "name", None),
+                             input="")
+            self.blocks[getattr(event, "index", 0)] = block
         elif kind == "message_start":
-            message = event.message
-            self.model = message.model
-            self.id = message.id
-            self._usage(message.usage)
+            message = getattr(event, "message", None)
+            self.model = getattr(message, "model", None)
+            self.id = getattr(message, "id", None)
+            self._usage(getattr(message, "usage", None))
         elif kind == "message_delta":
-            self.reason = event.delta.stop_reason
-            self._usage(event.usage)
+            self.reason = getattr(getattr(event, "delta", None), "stop_reason", None)
+            self._usage(getattr(event, "usage", None))
         elif kind == "message_stop":
             self.stopped = True
 

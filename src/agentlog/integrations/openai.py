@@ -205,43 +205,45 @@ class _ChoicesStream:
         self.wants_usage = isinstance(options, dict) and bool(options.get("include_usage"))
 
     def add(self, chunk: Any) -> None:
+        # getattr with defaults: a field the SDK left unset must not stop the fold.
         if self.model is None:
-            self.model = chunk.model
-            self.id = chunk.id
-        for choice in chunk.choices or ():
-            index = choice.index
+            self.model = getattr(chunk, "model", None)
+            self.id = getattr(chunk, "id", None)
+        for choice in getattr(chunk, "choices", None) or ():
+            index = getattr(choice, "index", 0)
             if self.legacy:
-                text = choice.text
+                text = getattr(choice, "text", None)
             else:
-                delta = choice.delta
-                if delta is None:
-                    continue
-                text = delta.content
-                if delta.tool_calls:
-                    self._tool_deltas(index, delta.tool_calls)
+                delta = getattr(choice, "delta", None)
+                text = getattr(delta, "content", None)
+                tool_calls = getattr(delta, "tool_calls", None)
+                if tool_calls:
+                    self._tool_deltas(index, tool_calls)
             if text:
                 parts = self.text.get(index)
                 if parts is None:
                     parts = self.text[index] = []
                 parts.append(text)
-            if choice.finish_reason:
-                self.reasons[index] = choice.finish_reason
-        if chunk.usage is not None:
-            self.usage = chunk.usage
+            reason = getattr(choice, "finish_reason", None)
+            if reason:
+                self.reasons[index] = reason
+        usage = getattr(chunk, "usage", None)
+        if usage is not None:
+            self.usage = usage
 
     def _tool_deltas(self, index: int, deltas: Any) -> None:
         for d in deltas:
-            key = (index, d.index)
+            key = (index, getattr(d, "index", 0))
             call = self.calls.get(key)
             if call is None:
                 call = self.calls[key] = {"id": None, "name": None, "arguments": ""}
-            if d.id:
+            if getattr(d, "id", None):
                 call["id"] = d.id
-            fn = d.function
+            fn = getattr(d, "function", None)
             if fn is not None:
-                if fn.name:
+                if getattr(fn, "name", None):
                     call["name"] = fn.name
-                if fn.arguments:
+                if getattr(fn, "arguments", None):
                     call["arguments"] += fn.arguments
 
     def outcome(self) -> Outcome:
@@ -286,13 +288,13 @@ class _ResponsesStream:
         self.model: Any = None
 
     def add(self, event: Any) -> None:
-        kind = event.type
+        kind = getattr(event, "type", None)
         if kind == "response.output_text.delta":
-            self.text.append(event.delta)
+            self.text.append(getattr(event, "delta", None) or "")
         elif kind in ("response.completed", "response.incomplete", "response.failed"):
-            self.final = event.response
+            self.final = getattr(event, "response", None)
         elif kind == "response.created":
-            self.model = event.response.model
+            self.model = getattr(getattr(event, "response", None), "model", None)
 
     def outcome(self) -> Outcome:
         if self.final is not None:
