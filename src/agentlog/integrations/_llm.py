@@ -186,14 +186,23 @@ def tool_names(tools: Any) -> list[Any]:
     return names
 
 
+_SENTINELS = frozenset({"NotGiven", "Omit"})
+
+
+def given(value: Any) -> bool:
+    """False for the SDKs' "argument not given" sentinels, which they drop before sending."""
+    return type(value).__name__ not in _SENTINELS
+
+
 def params_of(data: dict[str, Any], skip: frozenset[str], notes: list[str]) -> object:
     """Request parameters: all of them at verbosity 2, the short ones below."""
     rec = api.RECORDER
     if rec.verbosity >= 2:
-        return rec.convert({k: v for k, v in data.items() if k not in skip}, notes, "$.params")
+        return rec.convert({k: v for k, v in data.items() if k not in skip and given(v)},
+                           notes, "$.params")
     params: dict[str, Any] = {}
     for key, value in data.items():
-        if key in skip:
+        if key in skip or not given(value):
             continue
         if isinstance(value, _SCALARS):
             params[key] = value

@@ -14,7 +14,7 @@ from typing import Any
 
 from .. import api
 from . import _stainless
-from ._llm import Outcome, Request, get, params_of
+from ._llm import Outcome, Request, get, given, params_of
 
 _NOT_PARAMS = frozenset({"messages", "system", "model", "stream"})
 
@@ -86,7 +86,7 @@ class AnthropicTranslator:
             provider = "google-vertex"
         messages = data.get("messages")
         system = data.get("system")
-        if system is not None:
+        if system is not None and given(system):
             messages = [{"role": "system", "content": system},
                         *(messages if isinstance(messages, list) else [messages])]
         rec = api.RECORDER

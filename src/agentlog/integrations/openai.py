@@ -13,7 +13,7 @@ from typing import Any
 
 from .. import api
 from . import _stainless
-from ._llm import Outcome, Request, get, params_of
+from ._llm import Outcome, Request, get, given, params_of
 
 _OPERATIONS = (
     ("/chat/completions", "chat"),
@@ -112,10 +112,10 @@ class OpenAITranslator:
 
 
 def _responses_input(data: dict[str, Any]) -> Any:
-    given = data.get("input")
-    items = [{"role": "user", "content": given}] if isinstance(given, str) else given
+    raw = data.get("input")
+    items = [{"role": "user", "content": raw}] if isinstance(raw, str) else raw
     instructions = data.get("instructions")
-    if instructions:
+    if instructions and given(instructions):
         head = [{"role": "system", "content": instructions}]
         return head + list(items) if isinstance(items, list) else [*head, items]
     return items
