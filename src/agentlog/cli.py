@@ -1,4 +1,4 @@
-"""The ``agentlog`` command: ``path`` and ``recover`` (more readers come later).
+"""The ``agentlog`` command: ``path``, ``recover`` and ``demo`` (more readers come later).
 
 Errors are one line on stderr and a non-zero exit; never a traceback.
 """
@@ -49,9 +49,22 @@ def _cmd_recover(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from . import _demo, api
+
+    if _demo.openai_missing():
+        return 1  # checked before recording resumes: a run of nothing leaves no document
+    # Unlike the other commands, the demo is a run: recording resumes, at the verbosity
+    # the environment asked for. AGENTLOG=0 or AGENTLOG_VERBOSITY=0 still mean off.
+    settings = api.RECORDER.settings
+    if settings.verbosity > 0:
+        api.set_logging(True, verbosity=settings.verbosity)
+    return 0 if _demo.run_demo(args.dir) is not None else 1
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="agentlog", description="Read and repair agentlog run documents."
+        prog="agentlog", description="Read and repair agentlog run documents, or run the demo."
     )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("path", help="print the log folder in use")
@@ -60,6 +73,13 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("recover", help="turn the journals of dead runs into documents")
     p.add_argument("--dir", help="a log folder other than the default")
     p.set_defaults(func=_cmd_recover)
+    p = sub.add_parser(
+        "demo",
+        help="run a small agent on the openai SDK against a built-in fake server "
+        "(no key, no network) and write its document",
+    )
+    p.add_argument("--dir", help="write the document to this folder")
+    p.set_defaults(func=_cmd_demo)
     return parser
 
 
