@@ -148,7 +148,7 @@ def _say_summary(rec: Recorder, path: Path) -> None:
         parts.append(_plural(tokens, "token"))
     if totals.get("cost_usd"):
         cost = totals["cost_usd"]
-        parts.append(f"${cost:.4f}" if cost >= 0.01 else f"${cost:.2g}")
+        parts.append(f"${cost:.4f}" if cost >= 0.01 else f"${cost:.6f}")
     parts.append(_plural(totals.get("errors", 0), "error"))
     if totals.get("dropped_events"):
         parts.append(_plural(totals["dropped_events"], "dropped event"))
