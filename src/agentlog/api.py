@@ -20,6 +20,7 @@ from . import _recorder, _settings
 from ._context import EMPTY, InteractionState, IterationState, Scope, current
 from ._guard import Guard
 from ._recorder import Recorder
+from ._redact import scrub
 
 if TYPE_CHECKING:
     import inspect
@@ -93,12 +94,26 @@ def _already_logged(error: BaseException, scope: Scope, source: str) -> bool:
 
 
 def _error_body(exc: BaseException) -> dict[str, Any]:
-    rec = RECORDER
     notes: list[str] = []
     return {
         "type": _recorder.type_name(exc),
-        "error": rec.convert(_exc_message(exc), notes, "$.error"),
+        "error": _text(_exc_message(exc), notes, "$.error"),
     }
+
+
+def _text(value: str, notes: list[str], path: str, keep_end: bool = False) -> str:
+    """A capped field that the schema says is a string: the cut is marked in the text
+    rather than by the cap's object. A traceback keeps its end, where the error is named."""
+    cap = RECORDER.limits.max_str
+    n = len(value)
+    if n > cap:
+        value = scrub(value)  # whole, so that the cut cannot leave half a secret behind
+        keep = max(cap - 64, 0)
+        mark = f"<{len(value) - keep} of {len(value)} chars cut>"
+        value = f"{mark}\n{value[-keep:]}" if keep_end else f"{value[:keep]}{mark}"
+        notes.append(f"{path}: string of {n} chars truncated to {keep}")
+    out = RECORDER.convert(value, notes, path)
+    return out if isinstance(out, str) else "<unrepresentable text>"
 
 
 def _exc_message(exc: BaseException) -> str:
@@ -133,14 +148,14 @@ def record_error(
             "ev": "error",
             "t": _recorder.now_ns(),
             **_error_body(error),
-            "traceback": rec.convert(tb, notes, "$.traceback") if tb else None,
+            "traceback": _text(tb, notes, "$.traceback", keep_end=True) if tb else None,
         }
     else:
         body = {
             "ev": "error",
             "t": _recorder.now_ns(),
             "type": "Error",
-            "error": rec.convert(str(error), notes, "$.error"),
+            "error": _text(str(error), notes, "$.error"),
             "traceback": None,
         }
     body["source"] = source
