@@ -66,7 +66,7 @@ def _chat_sse(chunks: int) -> bytes:
 
 def _anthropic_json(request: httpx2.Request) -> httpx2.Response:
     return httpx2.Response(200, json={
-        "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+        "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-6",
         "content": [{"type": "text", "text": "Paris."}], "stop_reason": "end_turn",
         "stop_sequence": None,
         "usage": {"input_tokens": 12, "output_tokens": 2, "cache_read_input_tokens": 0,
@@ -108,7 +108,7 @@ def _clients() -> dict[str, Callable[[], object]]:
         return call
 
     def anthropic_call() -> object:
-        return ant.messages.create(model="claude-sonnet-4-5", max_tokens=64,
+        return ant.messages.create(model="claude-sonnet-4-6", max_tokens=64,
                                    messages=messages)  # type: ignore[arg-type]
 
     return {"openai.chat": chat_call, "openai.stream20": stream(s20),

@@ -12,6 +12,7 @@ that hands every item on unchanged.
 
 from __future__ import annotations
 
+import sys
 import weakref
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -85,12 +86,26 @@ class Call:
         self.finalizer: weakref.finalize[Any, Any] | None = None
         _open[id(self)] = self
 
+    def outcome(self) -> Outcome:
+        """What the stream's fold holds; {} when there is none or it fails (the record is
+        still written: a failing fold must not leave the call open, nor lose it)."""
+        acc = self.acc
+        if acc is None:
+            return {}
+        try:
+            return acc.outcome()
+        except Exception as exc:  # reported by the guard just below
+            self.acc = None
+            with G_FINISH:
+                raise exc
+        return {}
+
     # Each way of closing funnels into ``_close``; the pop makes it happen once only.
     def done(self, outcome: Outcome) -> None:
         self._close(outcome, None, None)
 
     def failed(self, exc: BaseException) -> None:
-        outcome = self.acc.outcome() if self.acc is not None else {}
+        outcome = self.outcome()
         status = getattr(exc, "status_code", None)
         if type(status) is int:
             outcome["http_status"] = status
@@ -102,7 +117,7 @@ class Call:
     def cut(self, reason: str) -> None:
         """Close what has not ended: the caller closed it, dropped it, or the run ended."""
         if id(self) in _open:
-            self._close(self.acc.outcome() if self.acc is not None else {}, None, reason)
+            self._close(self.outcome(), None, reason)
 
     def _close(self, outcome: Outcome, error: BaseException | None,
                incomplete: str | None) -> None:
@@ -215,6 +230,11 @@ def params_of(data: dict[str, Any], skip: frozenset[str], notes: list[str]) -> o
     return rec.convert(params, notes, "$.params")
 
 
+def broken() -> bool:
+    """A hook point kept failing and switched itself off: calls now pass straight through."""
+    return G_BEGIN.broken or G_FINISH.broken or G_CHUNK.broken
+
+
 def begin(req: Request) -> Call:
     return Call(req, current.get())
 
@@ -255,7 +275,11 @@ def stream_closed(stream: Any) -> None:
     with G_FINISH:
         call = _streams.get(getattr(stream, "_raw_stream", stream))
         if call is not None:
-            call.cut("closed before its end")
+            # Closed by ``with``/``finally`` while a Ctrl-C or a cancellation passes through
+            # the caller's loop: say that, not just that it was closed.
+            passing = sys.exc_info()[1]
+            call.cut("closed before its end" if passing is None or isinstance(passing, Exception)
+                     else _interruption(passing))
 
 
 def _chunk(call: Call, item: Any) -> None:
@@ -289,7 +313,7 @@ class _SyncObserver:
             item = self.inner.__next__()
         except StopIteration:
             with G_FINISH:
-                self.call.done(self.call.acc.outcome() if self.call.acc else {})
+                self.call.done(self.call.outcome())
             raise
         except BaseException as exc:
             with G_FINISH:
@@ -321,7 +345,7 @@ class _AsyncObserver:
             item = await self.inner.__anext__()
         except StopAsyncIteration:
             with G_FINISH:
-                self.call.done(self.call.acc.outcome() if self.call.acc else {})
+                self.call.done(self.call.outcome())
             raise
         except BaseException as exc:
             with G_FINISH:

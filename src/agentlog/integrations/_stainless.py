@@ -121,13 +121,43 @@ def _server(client: Any, default: str) -> tuple[str, str]:
     return found
 
 
-def _note_key(client: Any) -> None:
-    """A client's key is a secret value: it must never appear in anything we write."""
-    key = getattr(client, "api_key", None)
-    if type(key) is str and key not in _seen_keys:
-        _seen_keys.add(key)
-        _redact.add_secret_values([key])
+# Where the clients keep their credentials: openai/anthropic ``api_key``, anthropic
+# ``auth_token`` (sent as a Bearer token), Azure's ``azure_ad_token``.
+_KEY_ATTRS = ("api_key", "auth_token", "_azure_ad_token")
+
+
+def _note_key(client: Any) -> bool:
+    """A client's key is a secret value: it must never appear in anything we write.
+
+    Says whether a key not seen before was found."""
+    new = False
+    for attr in _KEY_ATTRS:
+        key = getattr(client, attr, None)
+        if type(key) is str and key not in _seen_keys:
+            _seen_keys.add(key)
+            _redact.add_secret_values([key])
+            new = True
+    if new:
         _redact.refresh_env()  # keys loaded into the environment (dotenv) since import
+    return new
+
+
+def _note_late_key(client: Any, call: Call) -> None:
+    """A key provider (openai ``api_key=<callable>``) sets the key inside the request,
+    after the input was recorded: hide the new key in that input too."""
+    if _note_key(client):
+        call.req.input = _rescrub(call.req.input)
+
+
+def _rescrub(value: Any) -> Any:
+    """Scrub the strings of already JSON-safe data again (after a new secret value)."""
+    if isinstance(value, str):
+        return _redact.scrub(value)
+    if isinstance(value, list):
+        return [_rescrub(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _rescrub(v) for k, v in value.items()}
+    return value
 
 
 def _begin(tr: Translator, client: Any, options: Any, stream: Any) -> Call | None:
@@ -138,6 +168,14 @@ def _begin(tr: Translator, client: Any, options: Any, stream: Any) -> Call | Non
 
 def _returned(tr: Translator, call: Call, result: Any) -> None:
     """The SDK returned: a parsed object, a stream, or a raw response parsed later."""
+    try:
+        _settle(tr, call, result)
+    except Exception:
+        call.cut("agentlog failed to read the response")  # never left open, nor lost
+        raise
+
+
+def _settle(tr: Translator, call: Call, result: Any) -> None:
     cls = type(result)
     if hasattr(result, "http_response") and hasattr(cls, "_parse"):
         _await_parse(tr, call, result)
@@ -155,7 +193,7 @@ def sync_request(tr: Translator) -> Callable[[Any], Any]:
     def make(original: Any) -> Any:
         @functools.wraps(original)
         def request(self: Any, cast_to: Any, options: Any, *args: Any, **kwargs: Any) -> Any:
-            if api.RECORDER.verbosity == 0 or G_BEGIN.broken:
+            if api.RECORDER.verbosity == 0 or _llm.broken():
                 return original(self, cast_to, options, *args, **kwargs)
             call = None
             with G_BEGIN:
@@ -166,9 +204,11 @@ def sync_request(tr: Translator) -> Callable[[Any], Any]:
                 result = original(self, cast_to, options, *args, **kwargs)
             except BaseException as exc:
                 with G_FINISH:
+                    _note_late_key(self, call)
                     call.failed(exc)
                 raise
             with G_FINISH:
+                _note_late_key(self, call)
                 _returned(tr, call, result)
             return result
 
@@ -183,7 +223,7 @@ def async_request(tr: Translator) -> Callable[[Any], Any]:
         async def request(
             self: Any, cast_to: Any, options: Any, *args: Any, **kwargs: Any
         ) -> Any:
-            if api.RECORDER.verbosity == 0 or G_BEGIN.broken:
+            if api.RECORDER.verbosity == 0 or _llm.broken():
                 return await original(self, cast_to, options, *args, **kwargs)
             call = None
             with G_BEGIN:
@@ -194,9 +234,11 @@ def async_request(tr: Translator) -> Callable[[Any], Any]:
                 result = await original(self, cast_to, options, *args, **kwargs)
             except BaseException as exc:
                 with G_FINISH:
+                    _note_late_key(self, call)
                     call.failed(exc)
                 raise
             with G_FINISH:
+                _note_late_key(self, call)
                 _returned(tr, call, result)
             return result
 

@@ -210,7 +210,7 @@ class _ChoicesStream:
             self.model = getattr(chunk, "model", None)
             self.id = getattr(chunk, "id", None)
         for choice in getattr(chunk, "choices", None) or ():
-            index = getattr(choice, "index", 0)
+            index = getattr(choice, "index", None) or 0  # None from some servers
             if self.legacy:
                 text = getattr(choice, "text", None)
             else:
@@ -233,7 +233,7 @@ class _ChoicesStream:
 
     def _tool_deltas(self, index: int, deltas: Any) -> None:
         for d in deltas:
-            key = (index, getattr(d, "index", 0))
+            key = (index, getattr(d, "index", None) or 0)
             call = self.calls.get(key)
             if call is None:
                 call = self.calls[key] = {"id": None, "name": None, "arguments": ""}
