@@ -155,7 +155,7 @@ class Call:
             llm["usage_missing_reason"] = outcome.get("usage_missing_reason") or (
                 "the call ended before the provider reported usage" if incomplete or error
                 else "the provider reported no usage")
-        for key in ("response_id", "http_status", "attempts"):
+        for key in ("response_id", "http_status"):
             value = outcome.get(key)
             if value is not None:
                 llm[key] = value

@@ -189,27 +189,40 @@ def _settle(tr: Translator, call: Call, result: Any) -> None:
         call.done(tr.response(call.req, result))
 
 
+def _open_call(tr: Translator, client: Any, options: Any, kwargs: dict[str, Any]
+               ) -> Call | None:
+    if api.RECORDER.verbosity == 0 or _llm.broken():
+        return None
+    with G_BEGIN:
+        return _begin(tr, client, options, kwargs.get("stream"))
+    return None
+
+
+def _raised(client: Any, call: Call, exc: BaseException) -> None:
+    with G_FINISH:
+        _note_late_key(client, call)
+        call.failed(exc)
+
+
+def _got(tr: Translator, client: Any, call: Call, result: Any) -> None:
+    with G_FINISH:
+        _note_late_key(client, call)
+        _returned(tr, call, result)
+
+
 def sync_request(tr: Translator) -> Callable[[Any], Any]:
     def make(original: Any) -> Any:
         @functools.wraps(original)
         def request(self: Any, cast_to: Any, options: Any, *args: Any, **kwargs: Any) -> Any:
-            if api.RECORDER.verbosity == 0 or _llm.broken():
-                return original(self, cast_to, options, *args, **kwargs)
-            call = None
-            with G_BEGIN:
-                call = _begin(tr, self, options, kwargs.get("stream"))
+            call = _open_call(tr, self, options, kwargs)
             if call is None:
                 return original(self, cast_to, options, *args, **kwargs)
             try:
                 result = original(self, cast_to, options, *args, **kwargs)
             except BaseException as exc:
-                with G_FINISH:
-                    _note_late_key(self, call)
-                    call.failed(exc)
+                _raised(self, call, exc)
                 raise
-            with G_FINISH:
-                _note_late_key(self, call)
-                _returned(tr, call, result)
+            _got(tr, self, call, result)
             return result
 
         return request
@@ -223,23 +236,15 @@ def async_request(tr: Translator) -> Callable[[Any], Any]:
         async def request(
             self: Any, cast_to: Any, options: Any, *args: Any, **kwargs: Any
         ) -> Any:
-            if api.RECORDER.verbosity == 0 or _llm.broken():
-                return await original(self, cast_to, options, *args, **kwargs)
-            call = None
-            with G_BEGIN:
-                call = _begin(tr, self, options, kwargs.get("stream"))
+            call = _open_call(tr, self, options, kwargs)
             if call is None:
                 return await original(self, cast_to, options, *args, **kwargs)
             try:
                 result = await original(self, cast_to, options, *args, **kwargs)
             except BaseException as exc:
-                with G_FINISH:
-                    _note_late_key(self, call)
-                    call.failed(exc)
+                _raised(self, call, exc)
                 raise
-            with G_FINISH:
-                _note_late_key(self, call)
-                _returned(tr, call, result)
+            _got(tr, self, call, result)
             return result
 
         return request
