@@ -1119,6 +1119,8 @@ def test_failing_hook_is_swallowed_then_switched_off(
         with mock_client(sdk) as client, capture() as cap:
             for _ in range(_guard.BREAKER_THRESHOLD):
                 assert call_once(client, sdk, stream) == expected
+                # Responses are read when records are written, in batches: write now.
+                api.RECORDER.settle()
             assert guard.broken and fired
             seen = (len(fired), len(cap))
             # Switched off: the next call is a pure passthrough, agentlog does nothing.

@@ -18,6 +18,7 @@ import sys
 import threading
 import weakref
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -259,6 +260,8 @@ class _Flusher:
         self.thread: threading.Thread | None = None
         self.interval = 0.5
         self.tasks: deque[object] = deque()
+        self.before: list[Callable[[], None]] = []
+        """Run on every wake, before the journals are flushed (batched record writing)."""
 
     def register(self, writer: JournalWriter, interval: float) -> None:
         self.writers.add(writer)
@@ -285,6 +288,9 @@ class _Flusher:
         while True:
             self.wake.wait(self.interval)
             self.wake.clear()
+            for hook in self.before:
+                with _FLUSH_GUARD:
+                    hook()
             while self.tasks:
                 task = self.tasks.popleft()
                 with _FLUSH_GUARD:

@@ -137,6 +137,8 @@ class Recorder:
         self.sinks: list[Callable[[dict[str, Any]], None]] = []
         self.before_finalize: list[Callable[[], None]] = []
         """Run just before a run's document is built: integrations close open calls."""
+        self.settlers: list[Callable[[], None]] = []
+        """Write what integrations hold back to journal in batches (``settle``)."""
         self.run = Run(settings.workflow_name or _settings.script_stem(), settings.log_dir)
         self.last_document: Path | None = None
 
@@ -189,6 +191,11 @@ class Recorder:
             _journal.FLUSHER.register(writer, self.settings.flush_interval_s)
         return writer
 
+    def settle(self) -> None:
+        """Journal every record still held back, before anything reads the run."""
+        for settler in self.settlers:
+            settler()
+
     def keep_error(self, source: str, exc: BaseException) -> None:
         """Hold an internal error in memory when the path to the journal is what fails.
 
@@ -220,6 +227,8 @@ class Recorder:
     # -- documents ----------------------------------------------------------------
     def document(self, run: Run, status: str | None) -> dict[str, Any]:
         """The run's document as it stands: final when the run has ended."""
+        if run is self.run:
+            self.settle()
         events: list[dict[str, Any]] = []
         recovery_bits: dict[str, Any] = {}
         writer = run.writer

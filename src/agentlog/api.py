@@ -182,6 +182,7 @@ def _open_iteration(number: int | None, auto: bool) -> IterationState:
 
 def _close_iteration(state: IterationState, status: str) -> None:
     rec = RECORDER
+    rec.settle()  # its calls' records too, before it is made durable
     rec.emit({"ev": "iteration_end", "t": _recorder.now_ns(), "it": state.id, "status": status})
     state.absorbed = None
     writer = rec.current().writer
@@ -273,9 +274,22 @@ def _emit_action(
         record_error(error, source="action", scope=scope)
 
 
+def call_ids(scope: Scope) -> tuple[int | None, int | None, int | None]:
+    """(interaction id, iteration id, iteration number) a call made in ``scope`` will
+    need for ``record_call``: taken when the call ends, so numbers follow call order."""
+    if scope.interaction is not None:
+        return (None, None, None)
+    run = RECORDER.current()
+    if scope.iteration is not None:
+        return (run.new_id(), None, None)
+    return (run.new_id(), run.new_id(), run.new_number())
+
+
 def record_call(
     scope: Scope,
     start_ns: int,
+    end_ns: int,
+    ids: tuple[int | None, int | None, int | None],
     name: str,
     agent_name: str,
     body: dict[str, Any],
@@ -286,14 +300,13 @@ def record_call(
     Inside an interaction it is an action of it; otherwise it is an interaction of its
     own (``agent_name``), in an automatic iteration when none is open. ``body`` holds
     JSON-safe ``input``, ``output``, ``llm`` and ``lossy``. ``scope`` is the one open
-    when the call started: a stream may end anywhere, long after.
+    when the call started (a stream may end anywhere, long after); ``ids`` come from
+    ``call_ids``.
     """
     rec = RECORDER
-    run = rec.current()
-    ev: dict[str, Any] = {"t": start_ns, "t_end": _recorder.now_ns(), **body}
+    ev: dict[str, Any] = {"t": start_ns, "t_end": end_ns, **body}
     if error is not None:
         ev["error"] = _error_body(error)
-    iteration = scope.iteration
     if scope.interaction is not None:
         ev["ev"] = "action"
         ev["name"] = name
@@ -302,18 +315,21 @@ def record_call(
         if error is not None:
             record_error(error, source="llm", scope=scope)
         return
+    ix, it, it_number = ids
+    iteration = scope.iteration
     ev["ev"] = "interaction"
-    ev["ix"] = run.new_id()
+    ev["ix"] = ix
     ev["agent"] = agent_name
     if iteration is None:
-        ev["it"] = run.new_id()
-        ev["it_number"] = run.new_number()
+        ev["it"] = it
+        ev["it_number"] = it_number
     else:
         ev["it"] = iteration.id
     rec.emit(ev)
     if error is not None:
         # ``where`` names the interaction just written; the states exist only for that.
-        it_state = iteration or IterationState(ev["it"], ev.get("it_number", 0), True, run)
+        run = rec.current()
+        it_state = iteration or IterationState(ev["it"], it_number or 0, True, run)
         ix_state = InteractionState(ev["ix"], it_state, agent_name, run)
         record_error(error, source="llm", scope=Scope(it_state, ix_state, scope.agent))
 

@@ -21,7 +21,23 @@ Event = dict[str, Any]
 
 
 class Captured(list[Event]):
-    """The events recorded inside a ``capture()`` block, in order."""
+    """The events recorded inside a ``capture()`` block, in order.
+
+    Reading it first writes the records agentlog holds back to journal in batches, so a
+    call that has returned is always there.
+    """
+
+    def __iter__(self) -> Iterator[Event]:
+        api.RECORDER.settle()
+        return super().__iter__()
+
+    def __len__(self) -> int:
+        api.RECORDER.settle()
+        return super().__len__()
+
+    def __getitem__(self, index: Any) -> Any:
+        api.RECORDER.settle()
+        return super().__getitem__(index)
 
     def of(self, kind: str) -> list[Event]:
         return [e for e in self if e.get("ev") == kind]
@@ -60,6 +76,7 @@ def capture() -> Iterator[Captured]:
     try:
         yield captured
     finally:
+        api.RECORDER.settle()
         sinks.remove(captured.append)
 
 

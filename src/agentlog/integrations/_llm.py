@@ -8,16 +8,25 @@ of the run.
 
 Streams stay the SDK's own objects: only their ``_iterator`` is replaced by an observer
 that hands every item on unchanged.
+
+The caller's thread only notes that a call ended. Turning it into a record (reading the
+response, converting and capping content, journaling) happens in batches: on the journal's
+flusher thread, and whenever the run is read (a document, ``capture()``, an iteration's
+end). Run right after the SDK's own work, that code would meet cold CPU caches on every
+call and cost several times more. A failed call is recorded at once, so that its error is
+in error_log before the exception reaches the caller.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import weakref
+from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from .. import _guard, _recorder, api
+from .. import _guard, _journal, _recorder, api
 from .._context import Scope, current
 
 G_BEGIN = _guard.Guard("llm.begin")
@@ -31,23 +40,25 @@ Outcome = dict[str, Any]
 
 
 class Request:
-    """What is known when a call starts, already JSON-safe."""
+    """What is known when a call starts. ``data`` is the SDK's own request body (built
+    fresh for each call, so the caller's later changes do not reach it); ``content`` is
+    the part that is the input, converted only when the record is written."""
 
-    __slots__ = ("input", "lossy", "model", "operation", "params", "provider", "server",
+    __slots__ = ("content", "data", "model", "operation", "provider", "server", "skip",
                  "streamed")
 
     def __init__(
-        self, provider: str, operation: str, model: str | None, input: object, params: object,
-        streamed: bool, server: str | None, lossy: list[str],
+        self, provider: str, operation: str, model: str | None, content: object,
+        data: dict[str, Any], skip: frozenset[str], streamed: bool, server: str | None,
     ) -> None:
         self.provider = provider
         self.operation = operation
         self.model = model
-        self.input = input
-        self.params = params
+        self.content = content
+        self.data = data
+        self.skip = skip
         self.streamed = streamed
         self.server = server
-        self.lossy = lossy
 
 
 class Accumulator(Protocol):
@@ -75,7 +86,8 @@ def warn_once(key: str, message: str) -> None:
 class Call:
     """One LLM request, from the SDK's ``request`` to its last byte."""
 
-    __slots__ = ("__weakref__", "acc", "finalizer", "first_ns", "req", "scope", "start_ns")
+    __slots__ = ("__weakref__", "acc", "end_ns", "finalizer", "first_ns", "ids",
+                 "incomplete", "lost", "read", "req", "result", "scope", "start_ns")
 
     def __init__(self, req: Request, scope: Scope) -> None:
         self.req = req
@@ -83,63 +95,90 @@ class Call:
         self.start_ns = _recorder.now_ns()
         self.first_ns: int | None = None
         self.acc: Accumulator | None = None
+        self.read: Callable[[Request, Any], Outcome] | None = None
+        self.result: Any = None
         self.finalizer: weakref.finalize[Any, Any] | None = None
+        self.end_ns = 0
+        self.incomplete: str | None = None
+        self.lost: str | None = None
+        """Why part of it could not be read (agentlog's own failure), if it could not."""
+        self.ids: tuple[int | None, int | None, int | None] = (None, None, None)
         _open[id(self)] = self
 
     def outcome(self) -> Outcome:
-        """What the stream's fold holds; {} when there is none or it fails (the record is
-        still written: a failing fold must not leave the call open, nor lose it)."""
-        acc = self.acc
-        if acc is None:
-            return {}
+        """What the response or the stream's fold says; {} when there is none or it fails
+        (the record is still written: a failing read must not lose the call)."""
         try:
-            return acc.outcome()
+            if self.acc is not None:
+                return self.acc.outcome()
+            if self.read is not None:
+                return self.read(self.req, self.result)
         except Exception as exc:  # reported by the guard just below
-            self.acc = None
+            self.acc = self.read = None
+            self.lost = "agentlog failed to read the response"
             with G_FINISH:
                 raise exc
         return {}
 
     # Each way of closing funnels into ``_close``; the pop makes it happen once only.
-    def done(self, outcome: Outcome) -> None:
-        self._close(outcome, None, None)
+    def done(self, read: Callable[[Request, Any], Outcome] | None = None,
+             result: Any = None) -> None:
+        """The response arrived (``read(req, result)`` says what it holds), or the stream
+        was read to its end."""
+        self.read, self.result = read, result
+        self._close(None, None)
 
     def failed(self, exc: BaseException) -> None:
-        outcome = self.outcome()
-        status = getattr(exc, "status_code", None)
-        if type(status) is int:
-            outcome["http_status"] = status
         if isinstance(exc, Exception):
-            self._close(outcome, exc, "error" if self.first_ns is not None else None)
+            self._close(exc, "error" if self.first_ns is not None else None)
         else:  # KeyboardInterrupt, CancelledError...: not an error of the call
-            self._close(outcome, None, _interruption(exc))
+            self._close(None, _interruption(exc))
 
     def cut(self, reason: str) -> None:
         """Close what has not ended: the caller closed it, dropped it, or the run ended."""
-        if id(self) in _open:
-            self._close(self.outcome(), None, reason)
+        self._close(None, reason)
 
-    def _close(self, outcome: Outcome, error: BaseException | None,
-               incomplete: str | None) -> None:
+    def _close(self, error: BaseException | None, incomplete: str | None) -> None:
         if _open.pop(id(self), None) is None:
             return
         if self.finalizer is not None:
             self.finalizer.detach()
-        rec = api.RECORDER
-        if rec.verbosity == 0:
+        if api.RECORDER.verbosity == 0:
             return
+        self.end_ns = _recorder.now_ns()
+        self.incomplete = incomplete
+        # Numbered now, so that records written later still number in call order.
+        self.ids = api.call_ids(self.scope)
+        if error is not None:
+            self.write(error)
+            return
+        _settled.append(self)
+        waiting = len(_settled)
+        if waiting == 1:
+            _journal.FLUSHER.ensure_running()  # no journal yet, so maybe no flusher either
+        elif waiting >= _WAKE_AT:
+            _journal.FLUSHER.wake.set()
+
+    def write(self, error: BaseException | None = None) -> None:
+        """Journal the record."""
+        rec = api.RECORDER
         req = self.req
-        now = _recorder.now_ns()
-        notes = list(req.lossy)
+        outcome = self.outcome()
+        if error is not None:
+            status = getattr(error, "status_code", None)
+            if type(status) is int:
+                outcome["http_status"] = status
+        incomplete = self.incomplete or self.lost
+        notes: list[str] = []
         llm: dict[str, Any] = {
             "provider": req.provider,
             "operation": req.operation,
             "request_model": req.model,
             "response_model": outcome.get("response_model"),
-            "params": req.params,
+            "params": params_of(req.data, req.skip, notes),
             "streamed": req.streamed,
             "incomplete": incomplete is not None,
-            "duration_ms": round((now - self.start_ns) / 1e6, 3),
+            "duration_ms": round((self.end_ns - self.start_ns) / 1e6, 3),
             "ttft_ms": round((self.first_ns - self.start_ns) / 1e6, 3)
             if self.first_ns is not None else None,
             "finish_reasons": outcome.get("finish_reasons") or [],
@@ -162,17 +201,38 @@ class Call:
         if req.server is not None:
             llm["server_address"] = req.server
         body: dict[str, Any] = {
-            "input": req.input,
+            "input": rec.content(req.content, notes, "$.input_data"),
             "output": rec.content(outcome.get("output"), notes, "$.output_data"),
             "llm": llm,
         }
         if notes:
             body["lossy"] = notes
         scope = self.scope
-        model = outcome.get("response_model") or req.model or "unknown"
-        agent = scope.agent or f"{req.provider}:{req.model or model}"
-        api.record_call(scope, self.start_ns, f"llm:{req.provider}.{req.operation}", agent,
-                        body, error)
+        agent = scope.agent or f"{req.provider}:{req.model or outcome.get('response_model')}"
+        api.record_call(scope, self.start_ns, self.end_ns, self.ids,
+                        f"llm:{req.provider}.{req.operation}", agent, body, error)
+
+
+_settled: deque[Call] = deque()
+"""Calls that ended and wait to be written (see the module docstring)."""
+_WAKE_AT = 256
+
+
+def write_settled() -> None:
+    """Write every ended call; any thread, any time (each is taken exactly once)."""
+    while _settled:
+        try:
+            call = _settled.popleft()
+        except IndexError:  # another thread took the last one
+            return
+        with G_FINISH:
+            call.write()
+
+
+def _forget_in_child() -> None:
+    # The parent's calls are the parent's to record, not this process's.
+    _open.clear()
+    _settled.clear()
 
 
 def _interruption(exc: BaseException) -> str:
@@ -230,6 +290,14 @@ def params_of(data: dict[str, Any], skip: frozenset[str], notes: list[str]) -> o
     return rec.convert(params, notes, "$.params")
 
 
+def install() -> None:
+    """Have ended calls written by the flusher and before anything reads the run."""
+    if write_settled not in api.RECORDER.settlers:
+        api.RECORDER.settlers.append(write_settled)
+        _journal.FLUSHER.before.append(write_settled)
+        os.register_at_fork(after_in_child=_forget_in_child)
+
+
 def broken() -> bool:
     """A hook point kept failing and switched itself off: calls now pass straight through."""
     return G_BEGIN.broken or G_FINISH.broken or G_CHUNK.broken
@@ -244,6 +312,7 @@ def close_open_calls() -> None:
     for call in list(_open.values()):
         with G_FINISH:
             call.cut("still open when the run ended")
+    write_settled()
 
 
 # -- streams --------------------------------------------------------------------------
@@ -292,6 +361,7 @@ def _chunk(call: Call, item: Any) -> None:
         acc.add(item)
     except Exception as exc:  # stop observing; the user still gets the item
         call.acc = None
+        call.lost = "agentlog failed to read the stream"
         with G_CHUNK:
             raise exc
 
@@ -313,7 +383,7 @@ class _SyncObserver:
             item = self.inner.__next__()
         except StopIteration:
             with G_FINISH:
-                self.call.done(self.call.outcome())
+                self.call.done()
             raise
         except BaseException as exc:
             with G_FINISH:
@@ -345,7 +415,7 @@ class _AsyncObserver:
             item = await self.inner.__anext__()
         except StopAsyncIteration:
             with G_FINISH:
-                self.call.done(self.call.outcome())
+                self.call.done()
             raise
         except BaseException as exc:
             with G_FINISH:

@@ -126,10 +126,8 @@ def _server(client: Any, default: str) -> tuple[str, str]:
 _KEY_ATTRS = ("api_key", "auth_token", "_azure_ad_token")
 
 
-def _note_key(client: Any) -> bool:
-    """A client's key is a secret value: it must never appear in anything we write.
-
-    Says whether a key not seen before was found."""
+def _note_key(client: Any) -> None:
+    """A client's key is a secret value: it must never appear in anything we write."""
     new = False
     for attr in _KEY_ATTRS:
         key = getattr(client, attr, None)
@@ -139,25 +137,6 @@ def _note_key(client: Any) -> bool:
             new = True
     if new:
         _redact.refresh_env()  # keys loaded into the environment (dotenv) since import
-    return new
-
-
-def _note_late_key(client: Any, call: Call) -> None:
-    """A key provider (openai ``api_key=<callable>``) sets the key inside the request,
-    after the input was recorded: hide the new key in that input too."""
-    if _note_key(client):
-        call.req.input = _rescrub(call.req.input)
-
-
-def _rescrub(value: Any) -> Any:
-    """Scrub the strings of already JSON-safe data again (after a new secret value)."""
-    if isinstance(value, str):
-        return _redact.scrub(value)
-    if isinstance(value, list):
-        return [_rescrub(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _rescrub(v) for k, v in value.items()}
-    return value
 
 
 def _begin(tr: Translator, client: Any, options: Any, stream: Any) -> Call | None:
@@ -186,7 +165,7 @@ def _settle(tr: Translator, call: Call, result: Any) -> None:
             _llm.warn_once(f"{tr.name}.stream", f"cannot observe {cls.__qualname__} streams")
             call.cut("agentlog could not observe this stream")
     else:
-        call.done(tr.response(call.req, result))
+        call.done(tr.response, result)
 
 
 def _open_call(tr: Translator, client: Any, options: Any, kwargs: dict[str, Any]
@@ -198,15 +177,17 @@ def _open_call(tr: Translator, client: Any, options: Any, kwargs: dict[str, Any]
     return None
 
 
+# A key provider (openai ``api_key=<callable>``) sets the key inside the request: note it
+# again once the request is over. Input is converted only after that, so it is hidden.
 def _raised(client: Any, call: Call, exc: BaseException) -> None:
     with G_FINISH:
-        _note_late_key(client, call)
+        _note_key(client)
         call.failed(exc)
 
 
 def _got(tr: Translator, client: Any, call: Call, result: Any) -> None:
     with G_FINISH:
-        _note_late_key(client, call)
+        _note_key(client)
         _returned(tr, call, result)
 
 
@@ -291,7 +272,7 @@ def _never_parsed(tr: Translator, call: Call, http_response: Any) -> None:
         except Exception:  # noqa: BLE001 - unread, a stream, or not JSON: nothing to add
             call.cut("the caller did not read the response")
             return
-        call.done(tr.response(call.req, data))
+        call.done(tr.response, data)
 
 
 # -- closing streams --------------------------------------------------------------------
@@ -333,5 +314,6 @@ def hook_helper_streams(module: ModuleType, names: tuple[str, ...]) -> None:
 
 def install(tr: Translator, base_client: ModuleType) -> None:
     """Patch the two ``request`` methods of a Stainless SDK's base clients."""
+    _llm.install()
     PATCHES.apply(base_client.SyncAPIClient, "request", sync_request(tr))
     PATCHES.apply(base_client.AsyncAPIClient, "request", async_request(tr))

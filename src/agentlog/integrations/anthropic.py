@@ -12,9 +12,8 @@ import json
 from types import ModuleType
 from typing import Any
 
-from .. import api
 from . import _stainless
-from ._llm import Outcome, Request, get, given, params_of
+from ._llm import Outcome, Request, get, given
 
 _NOT_PARAMS = frozenset({"messages", "system", "model", "stream"})
 
@@ -89,14 +88,9 @@ class AnthropicTranslator:
         if system is not None and given(system):
             messages = [{"role": "system", "content": system},
                         *(messages if isinstance(messages, list) else [messages])]
-        rec = api.RECORDER
-        notes: list[str] = []
         model = data.get("model")
-        return Request(
-            provider, "chat", model if isinstance(model, str) else None,
-            rec.content(messages, notes, "$.input_data"), params_of(data, _NOT_PARAMS, notes),
-            stream, server[1], notes,
-        )
+        return Request(provider, "chat", model if isinstance(model, str) else None, messages,
+                       data, _NOT_PARAMS, stream, server[1])
 
     def response(self, req: Request, obj: Any) -> Outcome:
         output, calls = _blocks(get(obj, "content"))

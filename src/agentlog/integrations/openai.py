@@ -11,9 +11,8 @@ import importlib
 from types import ModuleType
 from typing import Any
 
-from .. import api
 from . import _stainless
-from ._llm import Outcome, Request, get, given, params_of
+from ._llm import Outcome, Request, get, given
 
 _OPERATIONS = (
     ("/chat/completions", "chat"),
@@ -49,8 +48,6 @@ class OpenAITranslator:
         provider = server[0]
         if provider == "openai" and "azure" in type(client).__name__.lower():
             provider = "azure"
-        rec = api.RECORDER
-        notes: list[str] = []
         if operation == "chat":
             content: Any = data.get("messages")
         elif operation == "responses":
@@ -60,11 +57,8 @@ class OpenAITranslator:
         else:
             content = data.get("input")
         model = data.get("model")
-        return Request(
-            provider, operation, model if isinstance(model, str) else None,
-            rec.content(content, notes, "$.input_data"), params_of(data, _NOT_PARAMS, notes),
-            stream, server[1], notes,
-        )
+        return Request(provider, operation, model if isinstance(model, str) else None, content,
+                       data, _NOT_PARAMS, stream, server[1])
 
     def response(self, req: Request, obj: Any) -> Outcome:
         if req.operation == "responses":
@@ -108,7 +102,7 @@ class OpenAITranslator:
     def accumulator(self, req: Request) -> Any:
         if req.operation == "responses":
             return _ResponsesStream()
-        return _ChoicesStream(req.operation == "text_completion", req.params)
+        return _ChoicesStream(req.operation == "text_completion", req.data)
 
 
 def _responses_input(data: dict[str, Any]) -> Any:
@@ -193,7 +187,7 @@ class _ChoicesStream:
 
     __slots__ = ("calls", "id", "legacy", "model", "reasons", "text", "usage", "wants_usage")
 
-    def __init__(self, legacy: bool, params: Any) -> None:
+    def __init__(self, legacy: bool, data: dict[str, Any]) -> None:
         self.legacy = legacy
         self.text: dict[int, list[str]] = {}
         self.calls: dict[tuple[int, int], dict[str, Any]] = {}
@@ -201,7 +195,7 @@ class _ChoicesStream:
         self.model: Any = None
         self.id: Any = None
         self.usage: Any = None
-        options = params.get("stream_options") if isinstance(params, dict) else None
+        options = data.get("stream_options")
         self.wants_usage = isinstance(options, dict) and bool(options.get("include_usage"))
 
     def add(self, chunk: Any) -> None:
