@@ -17,6 +17,7 @@ from types import ModuleType
 from typing import Any
 
 from ._imports import forget, when_imported
+from ._patching import Patches
 
 
 class IterationState:
@@ -129,19 +130,7 @@ def _patched_submit(original: Callable[..., Any]) -> Callable[..., Any]:
     return submit
 
 
-# (owner, attribute, original): what ``uninstall`` puts back.
-_installed: list[tuple[Any, str, Any]] = []
-_MARK = "__agentlog_patched__"
-
-
-def _patch(owner: Any, name: str, make: Callable[[Callable[..., Any]], Callable[..., Any]]) -> None:
-    original = owner.__dict__.get(name)
-    if original is None or getattr(original, _MARK, False):
-        return
-    patched = make(original)
-    setattr(patched, _MARK, True)
-    setattr(owner, name, patched)
-    _installed.append((owner, name, original))
+PATCHES = Patches()
 
 
 def install() -> None:
@@ -150,21 +139,19 @@ def install() -> None:
     Plain function swaps rather than wrapt: this runs at ``import agentlog``, and
     importing wrapt costs more than the whole import budget on a slow machine.
     """
-    _patch(threading.Thread, "start", _patched_start)
+    PATCHES.apply(threading.Thread, "start", _patched_start)
     # ``_bootstrap_inner`` runs first in the new thread for every Thread subclass,
     # whatever ``run`` it overrides (CPython 3.8 to 3.14).
-    _patch(threading.Thread, "_bootstrap_inner", _patched_bootstrap_inner)
+    PATCHES.apply(threading.Thread, "_bootstrap_inner", _patched_bootstrap_inner)
     when_imported("concurrent.futures.thread", _patch_executor)
 
 
 def _patch_executor(module: ModuleType) -> None:
-    if _installed:  # still installed when the module finally got imported
-        _patch(module.ThreadPoolExecutor, "submit", _patched_submit)
+    if PATCHES.applied:  # still installed when the module finally got imported
+        PATCHES.apply(module.ThreadPoolExecutor, "submit", _patched_submit)
 
 
 def uninstall() -> None:
     """Undo ``install``: originals come back."""
     forget("concurrent.futures.thread")
-    while _installed:
-        owner, name, original = _installed.pop()
-        setattr(owner, name, original)
+    PATCHES.remove()

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import orjson
 
 from .. import _redact, api
+from .._patching import Patches
 from . import _llm
 from ._llm import G_BEGIN, G_FINISH, Accumulator, Call, Outcome, Request
 
@@ -37,30 +38,6 @@ class Translator(Protocol):
 
     def accumulator(self, req: Request) -> Accumulator:
         """A fresh fold for one stream's items."""
-
-
-_MARK = "__agentlog_patched__"
-
-
-class Patches:
-    """Method swaps that ``remove`` puts back exactly."""
-
-    def __init__(self) -> None:
-        self.applied: list[tuple[type, str, Any]] = []
-
-    def apply(self, owner: type, name: str, make: Callable[[Any], Any]) -> None:
-        original = owner.__dict__.get(name)
-        if original is None or getattr(original, _MARK, False):
-            return
-        patched = make(original)
-        setattr(patched, _MARK, True)
-        setattr(owner, name, patched)
-        self.applied.append((owner, name, original))
-
-    def remove(self) -> None:
-        while self.applied:
-            owner, name, original = self.applied.pop()
-            setattr(owner, name, original)
 
 
 PATCHES = Patches()
