@@ -27,7 +27,7 @@ import pytest  # noqa: E402
 import agentlog  # noqa: E402
 from agentlog import _context, _guard  # noqa: E402
 
-pytest_plugins = ["helpers"]
+pytest_plugins = ["helpers", "llm_testing"]
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -10,21 +10,17 @@ server received, none for ``count_tokens``. Recorded provider traffic
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import inspect
 import json
-import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import anthropic
 import pytest
 
 import agentlog
-from agentlog.testing import Captured, capture
+from agentlog.testing import capture
 from fake_llm import FakeLLM, Reply, anthropic_client, load_cassette, replay
-from helpers import validate_document
+from llm_testing import MODES, STREAMED, aw, closed_port, drain, driver, folded, only_record, opened
 
 MODEL = "claude-sonnet-4-6"
 SYSTEM = "Be brief."
@@ -33,62 +29,11 @@ TOOLS = [{"name": "get_weather", "description": "Weather for a city",
           "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}]
 WEATHER = ("get_weather", '{"city": "Paris"}')
 
-MODES = pytest.mark.parametrize("async_", [False, True], ids=["sync", "async"])
-STREAMED = pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
-
 
 # --------------------------------------------------------------------------- helpers
 
 
-@pytest.fixture
-def srv() -> Iterator[FakeLLM]:
-    with FakeLLM() as server:
-        yield server
-    assert not server.errors
-
-
-@pytest.fixture
-def verbosity() -> Iterator[Callable[[int], None]]:
-    """``verbosity(n)`` for one test; verbosity 1 is restored after it."""
-    try:
-        yield lambda level: agentlog.set_logging(verbosity=level)
-    finally:
-        agentlog.set_logging(verbosity=1)
-
-
-async def aw(value: Any) -> Any:
-    """The value, awaited when the async client returned an awaitable."""
-    return await value if inspect.isawaitable(value) else value
-
-
-async def drain(stream: Any) -> list[Any]:
-    if hasattr(stream, "__aiter__"):
-        return [item async for item in stream]
-    return list(stream)
-
-
-@contextlib.asynccontextmanager
-async def opened(manager: Any) -> AsyncIterator[Any]:
-    """``with`` or ``async with``, whichever the SDK object supports."""
-    if hasattr(manager, "__aenter__"):
-        async with manager as value:
-            yield value
-    else:
-        with manager as value:
-            yield value
-
-
-def drive(srv: FakeLLM, async_: bool, body: Callable[[Any], Awaitable[Any]], **kw: Any) -> Any:
-    """Run ``body(client)`` with a sync or async client, which is closed afterwards."""
-
-    async def main() -> Any:
-        client = anthropic_client(srv, async_=async_, **kw)
-        try:
-            return await body(client)
-        finally:
-            await aw(client.close())
-
-    return asyncio.run(main())
+drive = driver(anthropic_client)
 
 
 async def create(client: Any, stream: bool, **kw: Any) -> Any:
@@ -99,40 +44,6 @@ async def create(client: Any, stream: bool, **kw: Any) -> Any:
         assert isinstance(result, (anthropic.Stream, anthropic.AsyncStream))
         return await drain(result)
     return result
-
-
-def llm_records(doc: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every interaction or action that carries an ``llm`` block, in document order."""
-    found = []
-    for it in doc["iterations"]:
-        for ix in it["interactions"]:
-            if "llm" in ix:
-                found.append(ix)
-            found.extend(a for a in ix["actions"] if "llm" in a)
-    return found
-
-
-def folded(cap: Captured, expected: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The captured document, validated, and its ``expected`` LLM records (timing checked)."""
-    doc = validate_document(cap.document())
-    records = llm_records(doc)
-    assert len(records) == expected
-    for record in records:
-        llm = record["llm"]
-        assert llm["duration_ms"] >= 0
-        if llm["streamed"] and not llm["incomplete"] and "error" not in record:
-            assert llm["ttft_ms"] is not None and 0 <= llm["ttft_ms"] <= llm["duration_ms"]
-        else:
-            assert llm["ttft_ms"] is None
-    return doc, records
-
-
-def only_record(cap: Captured, srv: FakeLLM) -> dict[str, Any]:
-    """The one LLM record for the one request the server received; no error logged."""
-    assert srv.count() == srv.count("/messages") == 1
-    doc, (record,) = folded(cap, 1)
-    assert doc["error_log"] == [] and "error" not in record
-    return record
 
 
 def normalised(usage: Any) -> dict[str, Any]:
@@ -210,7 +121,7 @@ def test_messages_create(srv: FakeLLM, async_: bool, stream: bool) -> None:
 
     with capture() as cap:
         result = drive(srv, async_, body)
-    record = only_record(cap, srv)
+    record = only_record(cap, srv, "/messages")
     if stream:
         got = Folded(result)
         text, usage, model, rid = got.text, got.usage, got.model, got.id
@@ -243,7 +154,7 @@ def test_tool_use(srv: FakeLLM, async_: bool, stream: bool) -> None:
 
     with capture() as cap:
         result = drive(srv, async_, body)
-    record = only_record(cap, srv)
+    record = only_record(cap, srv, "/messages")
     if stream:
         assert Folded(result).tool_args == {0: WEATHER[1]}  # sent in pieces, joined
     else:
@@ -273,7 +184,7 @@ def test_thinking_is_recorded_and_capped_at_verbosity_1(
 
     with capture() as cap:
         result = drive(srv, async_, body)
-    record = only_record(cap, srv)
+    record = only_record(cap, srv, "/messages")
     thought = Folded(result).thinking if stream else result.content[0].thinking
     assert thought == LONG_THOUGHT
     output = record["output_data"]
@@ -294,7 +205,7 @@ def test_thinking_is_kept_whole_at_verbosity_2(
     with capture() as cap, anthropic_client(srv) as client:
         client.messages.create(model=MODEL, max_tokens=2048, messages=MSGS, thinking=thinking,
                                tools=TOOLS)
-    record = only_record(cap, srv)
+    record = only_record(cap, srv, "/messages")
     assert record["output_data"]["thinking"] == LONG_THOUGHT
     assert record["llm"]["params"] == {"max_tokens": 2048, "thinking": thinking, "tools": TOOLS}
 
@@ -311,7 +222,7 @@ def test_messages_stream_helper(srv: FakeLLM, async_: bool) -> None:
 
     with capture() as cap:
         text, final = drive(srv, async_, body)
-    record = only_record(cap, srv)
+    record = only_record(cap, srv, "/messages")
     assert text == text_of(final)
     assert record["output_data"] == {"role": "assistant", "content": text}
     llm = record["llm"]
@@ -350,7 +261,7 @@ def test_usage_counts_cached_input(srv: FakeLLM, async_: bool) -> None:
 
     with capture() as cap:
         message = drive(srv, async_, body)
-    record = only_record(cap, srv)
+    record = only_record(cap, srv, "/messages")
     assert message.usage.input_tokens == 5
     assert record["llm"]["usage"] == {
         "input_tokens": 1025, "output_tokens": 7, "cache_read_input_tokens": 1000,
@@ -408,12 +319,6 @@ def test_retries_make_one_record(srv: FakeLLM, async_: bool) -> None:
     assert record["output_data"]["content"] == "Nine."
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @MODES
 @pytest.mark.parametrize("fault", ["timeout", "connection"])
 def test_transport_errors_are_recorded_with_the_sdk_type(
@@ -424,7 +329,7 @@ def test_transport_errors_are_recorded_with_the_sdk_type(
         kw: dict[str, Any] = {"timeout": 0.2}
         error: type[Exception] = anthropic.APITimeoutError
     else:
-        kw = {"base_url": f"http://127.0.0.1:{_closed_port()}"}
+        kw = {"base_url": f"http://127.0.0.1:{closed_port()}"}
         error = anthropic.APIConnectionError
 
     async def body(client: Any) -> Any:
@@ -519,7 +424,7 @@ def test_replay_non_stream(srv: FakeLLM) -> None:
     srv.script(replay(rec))
     with capture() as cap, anthropic_client(srv) as client:
         client.messages.create(**_request(rec))
-    record = only_record(cap, srv)
+    record = only_record(cap, srv, "/messages")
     system = rec["request"]["body"]["system"]
     assert record["input_data"] == [{"role": "system", "content": system},
                                     *rec["request"]["body"]["messages"]]
@@ -542,7 +447,7 @@ def test_replay_stream(srv: FakeLLM, path: str, index: int) -> None:
     with capture() as cap, anthropic_client(srv) as client:
         for _ in client.messages.create(**_request(rec)):
             pass
-    record = only_record(cap, srv)
+    record = only_record(cap, srv, "/messages")
     llm = record["llm"]
     assert llm["response_model"] == want.model and llm["response_id"] == want.id
     assert llm["usage"] == normalised(want.usage)

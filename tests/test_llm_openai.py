@@ -10,13 +10,9 @@ is replayed through the same path at the end.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import gc
-import inspect
 import json
-import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx2
@@ -26,9 +22,10 @@ from pydantic import BaseModel
 
 import agentlog
 from agentlog.integrations import _stainless
-from agentlog.testing import Captured, capture
+from agentlog.testing import capture
 from fake_llm import FakeLLM, Reply, load_cassette, openai_client, replay
 from helpers import validate_document
+from llm_testing import MODES, STREAMED, aw, closed_port, drain, driver, folded, only_record, opened
 
 MODEL = "gpt-4o-mini"
 MSGS = [
@@ -49,106 +46,17 @@ TOOLS = [
 WEATHER = ("get_weather", '{"city": "Paris"}')
 TIME = ("get_time", '{"city": "Oslo"}')
 
-MODES = pytest.mark.parametrize("async_", [False, True], ids=["sync", "async"])
-STREAMED = pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
-
 
 # --------------------------------------------------------------------------- helpers
 
 
-@pytest.fixture
-def srv() -> Iterator[FakeLLM]:
-    with FakeLLM() as server:
-        yield server
-    assert not server.errors
-
-
-@pytest.fixture
-def verbosity() -> Iterator[Callable[[int], None]]:
-    """``verbosity(n)`` for one test; verbosity 1 is restored after it."""
-    try:
-        yield lambda level: agentlog.set_logging(verbosity=level)
-    finally:
-        agentlog.set_logging(verbosity=1)
-
-
-async def aw(value: Any) -> Any:
-    """The value, awaited when the async client returned an awaitable."""
-    return await value if inspect.isawaitable(value) else value
-
-
-async def drain(stream: Any) -> list[Any]:
-    if hasattr(stream, "__aiter__"):
-        return [item async for item in stream]
-    return list(stream)
-
-
-@contextlib.asynccontextmanager
-async def opened(manager: Any) -> AsyncIterator[Any]:
-    """``with`` or ``async with``, whichever the SDK object supports."""
-    if hasattr(manager, "__aenter__"):
-        async with manager as value:
-            yield value
-    else:
-        with manager as value:
-            yield value
+drive = driver(openai_client)
 
 
 def azure_client(srv: FakeLLM, async_: bool = False, **kw: Any) -> Any:
     kw = {"azure_endpoint": srv.url, "api_version": "2024-06-01", "api_key": "azure-key-0000",
           "max_retries": 0, **kw}
     return openai.AsyncAzureOpenAI(**kw) if async_ else openai.AzureOpenAI(**kw)
-
-
-def drive(srv: FakeLLM, async_: bool, body: Callable[[Any], Awaitable[Any]],
-          factory: Callable[..., Any] = openai_client, **kw: Any) -> Any:
-    """Run ``body(client)`` with a sync or async client, which is closed afterwards.
-
-    Bodies are written once, with ``aw``/``drain``/``opened``, for both kinds of client.
-    """
-
-    async def main() -> Any:
-        client = factory(srv, async_=async_, **kw)
-        try:
-            return await body(client)
-        finally:
-            await aw(client.close())
-
-    return asyncio.run(main())
-
-
-def llm_records(doc: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every interaction or action that carries an ``llm`` block, in document order."""
-    found = []
-    for it in doc["iterations"]:
-        for ix in it["interactions"]:
-            if "llm" in ix:
-                found.append(ix)
-            found.extend(a for a in ix["actions"] if "llm" in a)
-    return found
-
-
-def folded(cap: Captured, expected: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The captured document, validated, and its ``expected`` LLM records (timing checked)."""
-    doc = validate_document(cap.document())
-    records = llm_records(doc)
-    assert len(records) == expected, [r["llm"]["operation"] for r in records]
-    for record in records:
-        llm = record["llm"]
-        assert llm["duration_ms"] >= 0
-        if llm["streamed"] and not llm["incomplete"] and "error" not in record:
-            assert llm["ttft_ms"] is not None and 0 <= llm["ttft_ms"] <= llm["duration_ms"]
-        else:
-            assert llm["ttft_ms"] is None
-    return doc, records
-
-
-def only_record(cap: Captured, srv: FakeLLM) -> dict[str, Any]:
-    """The one LLM record for the one request the server received; no error logged."""
-    assert srv.count() == 1
-    doc, (record,) = folded(cap, 1)
-    assert doc["error_log"] == [] and "error" not in record
-    return record
 
 
 def address(srv: FakeLLM) -> str:
@@ -670,18 +578,12 @@ def test_timeout_is_recorded_with_the_sdk_type(srv: FakeLLM, async_: bool) -> No
     assert entry["traceback"].splitlines()[-1] == "openai.APITimeoutError: Request timed out."
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @MODES
 def test_connection_error_is_recorded_with_the_sdk_type(srv: FakeLLM, async_: bool) -> None:
     async def body(client: Any) -> Any:
         return await aw(client.chat.completions.create(model=MODEL, messages=MSGS))
 
-    base_url = f"http://127.0.0.1:{_closed_port()}/v1"
+    base_url = f"http://127.0.0.1:{closed_port()}/v1"
     with capture() as cap, pytest.raises(openai.APIConnectionError) as info:
         drive(srv, async_, body, base_url=base_url)
     assert type(info.value) is openai.APIConnectionError

@@ -1158,27 +1158,29 @@ CALLS: Counter[str] = Counter()
 
 
 class Hostile:
-    """Every way of looking at it raises; each look is counted."""
+    """Every way of looking at it raises; each look is counted (under ``COUNTED`` + the look)."""
+
+    COUNTED = ""
 
     def __repr__(self) -> str:
-        CALLS["repr"] += 1
+        CALLS[f"{self.COUNTED}repr"] += 1
         raise RuntimeError("hostile repr")
 
     def __str__(self) -> str:
-        CALLS["str"] += 1
+        CALLS[f"{self.COUNTED}str"] += 1
         raise RuntimeError("hostile str")
 
     def __getattr__(self, name: str) -> Any:
-        CALLS["getattr"] += 1
+        CALLS[f"{self.COUNTED}getattr"] += 1
         raise RuntimeError(f"hostile getattr {name}")
 
     def model_dump(self, *args: Any, **kwargs: Any) -> Any:
-        CALLS["model_dump"] += 1
+        CALLS[f"{self.COUNTED}model_dump"] += 1
         raise RuntimeError("hostile model_dump")
 
     @property
     def side_effect(self) -> str:
-        CALLS["property"] += 1
+        CALLS[f"{self.COUNTED}property"] += 1
         return "changed something"
 
 
@@ -1193,29 +1195,10 @@ class Slow:
     __str__ = __repr__
 
 
-class HostileText(str):
+class HostileText(Hostile, str):
     """Text the SDK sends as is (json encodes str subclasses natively); hostile otherwise."""
 
-    def __repr__(self) -> str:
-        CALLS["text repr"] += 1
-        raise RuntimeError("hostile repr")
-
-    def __str__(self) -> str:
-        CALLS["text str"] += 1
-        raise RuntimeError("hostile str")
-
-    def __getattr__(self, name: str) -> Any:
-        CALLS["text getattr"] += 1
-        raise RuntimeError(f"hostile getattr {name}")
-
-    def model_dump(self, *args: Any, **kwargs: Any) -> Any:
-        CALLS["text model_dump"] += 1
-        raise RuntimeError("hostile model_dump")
-
-    @property
-    def side_effect(self) -> str:
-        CALLS["text property"] += 1
-        return "changed something"
+    COUNTED = "text "
 
 
 class Counted(pydantic.BaseModel):

@@ -13,19 +13,25 @@ from typing import Any
 from _common import FakeLLM, Reply, client, create_stream
 
 
+async def consuming(s: Any) -> tuple[asyncio.Task[None], list[Any]]:
+    """A task that iterates ``s`` into a list, and that list, once it holds the first item."""
+    got: list[Any] = []
+
+    async def consume() -> None:
+        async for item in s:
+            got.append(item)
+
+    task = asyncio.create_task(consume())
+    while not got:
+        await asyncio.sleep(0.01)
+    return task, got
+
+
 async def cancel_mid_stream(srv: FakeLLM, sdk: str) -> None:
     srv.script(Reply(chunk_delay_s=0.3))
     async with client(srv, sdk, async_=True) as c:
         s = await create_stream(c, sdk, "cancel-mid-stream")
-        got: list[Any] = []
-
-        async def consume() -> None:
-            async for item in s:
-                got.append(item)
-
-        task = asyncio.create_task(consume())
-        while not got:
-            await asyncio.sleep(0.01)
+        task, got = await consuming(s)
         task.cancel()
         try:
             await task
@@ -37,21 +43,14 @@ async def aclose_from_other_task(srv: FakeLLM, sdk: str) -> None:
     srv.script(Reply(chunk_delay_s=0.3))
     async with client(srv, sdk, async_=True) as c:
         s = await create_stream(c, sdk, "aclose-other-task")
-        got: list[Any] = []
-
-        async def consume() -> str:
-            try:
-                async for item in s:
-                    got.append(item)
-            except Exception as exc:  # noqa: BLE001 - what the consumer sees is the output
-                return type(exc).__name__
-            return "ended"
-
-        task = asyncio.create_task(consume())
-        while not got:
-            await asyncio.sleep(0.01)
+        task, got = await consuming(s)
         await s.close()
-        print("aclose-other-task:", await task, "after", len(got))
+        try:
+            await task
+            ended = "ended"
+        except Exception as exc:  # noqa: BLE001 - what the consumer sees is the output
+            ended = type(exc).__name__
+        print("aclose-other-task:", ended, "after", len(got))
 
 
 async def break_then_drop(srv: FakeLLM, sdk: str) -> None:
@@ -90,15 +89,7 @@ def loop_ends_under_task(srv: FakeLLM, sdk: str, kept: list[Any]) -> None:
         c = client(srv, sdk, async_=True)
         s = await create_stream(c, sdk, "loop-ends-under-task")
         kept.append(c)
-        got: list[Any] = []
-
-        async def consume() -> None:
-            async for item in s:
-                got.append(item)
-
-        asyncio.get_running_loop().create_task(consume())
-        while not got:
-            await asyncio.sleep(0.01)
+        await consuming(s)  # left suspended in the stream
 
     asyncio.run(main())
     print("loop-ends-under-task: loop closed")
