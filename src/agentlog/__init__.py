@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 
 from . import _guard, _lifecycle, api, integrations
+from ._read import load
 from ._version import __version__
 from .api import (
     AdvancedWorkflowLogger,
@@ -42,6 +43,7 @@ __all__ = [
     "finalize_workflow",
     "interaction",
     "iteration",
+    "load",
     "log_error",
     "log_interaction",
     "save_log",

@@ -482,6 +482,7 @@ def run_demo(log_dir: str | None = None) -> Path | None:
             _say(f"  {_summary(json.loads(path.read_bytes()))}")
         except (OSError, ValueError, TypeError, AttributeError) as exc:
             _say(f"  (could not read it back: {exc})")
+        _say(f"see it: agentlog view {'last' if log_dir is None else path}")
     if failure is not None:
         if not isinstance(failure, Exception):
             raise failure  # Ctrl-C and friends keep their meaning

@@ -173,21 +173,29 @@ class _Fold:
 
     def resource(self, ev: Event) -> None:
         key = (str(ev.get("resource")), str(ev.get("kind", "other")))
+        # An automatic event stands for ``count`` loads from ``t`` to ``t_last``; it is
+        # journaled in a batch, so it may come after a later manual one.
+        count = ev.get("count", 1)
+        count = count if type(count) is int and count > 0 else 1
+        t = ev["t"]
+        t_last = ev.get("t_last", t)
         entry = self.resources.get(key)
         if entry is None:
             self.resources[key] = {
                 "resource": key[0],
                 "kind": key[1],
                 "loader": ev.get("loader"),
-                "first_time": ev["t"],
-                "last_time": ev["t"],
-                "count": 1,
+                "first_time": t,
+                "last_time": t_last,
+                "count": count,
                 "bytes": ev.get("bytes"),
                 "where": ev.get("where", {}),
             }
             return
-        entry["count"] += 1
-        entry["last_time"] = ev["t"]
+        entry["count"] += count
+        if t < entry["first_time"]:  # the first load names the loader and the place
+            entry.update(first_time=t, loader=ev.get("loader"), where=ev.get("where", {}))
+        entry["last_time"] = max(entry["last_time"], t_last)
         if entry["bytes"] is None:
             entry["bytes"] = ev.get("bytes")
 

@@ -153,7 +153,11 @@ def _say_summary(rec: Recorder, path: Path) -> None:
     if totals.get("dropped_events"):
         parts.append(_plural(totals["dropped_events"], "dropped event"))
     try:
-        sys.stderr.write(f"agentlog: {path} ({', '.join(parts)})\n")
+        # ``last`` finds it only in the folder the CLI reads by default; elsewhere, name it.
+        hint = "agentlog view last"
+        if path.parent != (rec.settings.log_dir or _settings.default_log_dir()):
+            hint = f"agentlog view {path}"
+        sys.stderr.write(f"agentlog: {path} ({', '.join(parts)}); see it: {hint}\n")
         sys.stderr.flush()
     except Exception:  # noqa: BLE001 - stderr may be closed at exit
         pass

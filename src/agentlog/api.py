@@ -410,6 +410,9 @@ def add_resource(
         return
     with _G_RESOURCE:
         name = os.fspath(resource_name) if isinstance(resource_name, os.PathLike) else resource_name
+        if kind in (None, "file") and isinstance(name, str) and os.path.isfile(name):
+            # Named as the automatic file hook names it, so the two merge into one entry.
+            name, kind = os.path.abspath(name), "file"
         notes: list[str] = []
         text = rec.convert(str(name), notes, "$.resource")
         if kind is None:

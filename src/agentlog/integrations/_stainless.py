@@ -22,6 +22,7 @@ from .. import _redact, api
 from .._patching import Patches
 from . import _llm
 from ._llm import G_BEGIN, G_FINISH, Accumulator, Call, Outcome, Request
+from ._resources import QUIET
 
 
 class Translator(Protocol):
@@ -175,11 +176,14 @@ def sync_request(tr: Translator) -> Callable[[Any], Any]:
             call = _open_call(tr, self, options, kwargs)
             if call is None:
                 return original(self, cast_to, options, *args, **kwargs)
+            quiet = QUIET.set(True)  # what the SDK does inside is this call, not a resource
             try:
                 result = original(self, cast_to, options, *args, **kwargs)
             except BaseException as exc:
                 _raised(self, call, exc)
                 raise
+            finally:
+                QUIET.reset(quiet)
             _got(tr, self, call, result)
             return result
 
@@ -197,11 +201,14 @@ def async_request(tr: Translator) -> Callable[[Any], Any]:
             call = _open_call(tr, self, options, kwargs)
             if call is None:
                 return await original(self, cast_to, options, *args, **kwargs)
+            quiet = QUIET.set(True)  # set and reset in this one coroutine frame
             try:
                 result = await original(self, cast_to, options, *args, **kwargs)
             except BaseException as exc:
                 _raised(self, call, exc)
                 raise
+            finally:
+                QUIET.reset(quiet)
             _got(tr, self, call, result)
             return result
 
