@@ -132,9 +132,21 @@ def _returned(tr: Translator, call: Call, result: Any) -> None:
         raise
 
 
+_raw_classes: dict[type, bool] = {}
+"""Result class -> is it a raw response (parsed later by the caller)? Asked of the class,
+once: on a pydantic model, a missing attribute costs microseconds each time."""
+
+
+def _is_raw(cls: type) -> bool:
+    raw = _raw_classes.get(cls)
+    if raw is None:
+        raw = _raw_classes[cls] = any("_parse" in k.__dict__ for k in cls.__mro__)
+    return raw
+
+
 def _settle(tr: Translator, call: Call, result: Any) -> None:
     cls = type(result)
-    if hasattr(result, "http_response") and hasattr(cls, "_parse"):
+    if _is_raw(cls) and hasattr(result, "http_response"):
         _await_parse(tr, call, result)
     elif call.req.streamed:
         if _llm.observe_stream(result, call, tr.accumulator(call.req), hasattr(cls, "__anext__")):
