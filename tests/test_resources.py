@@ -559,3 +559,28 @@ def test_transformers_from_pretrained_is_one_model_entry(run: Any, tmp_path: Pat
     assert (entry["resource"], entry["kind"], entry["count"]) == (
         str(tmp_path / "tiny-model"), "model", 3)
     assert entry["loader"] == "transformers.AutoConfig"
+
+
+DATASETS_WORKFLOW = """
+import os
+from pathlib import Path
+import agentlog
+from datasets import load_dataset
+
+Path("rows.csv").write_text("question,answer\\nfour plus five,nine\\ntwo plus two,four\\n")
+rows = load_dataset("csv", data_files="rows.csv", cache_dir="hf-cache", split="train")
+assert rows.num_rows == 2 and rows[0]["answer"] == "nine"
+load_dataset("csv", data_files={"train": "rows.csv"}, cache_dir="hf-cache")
+"""
+
+
+def test_load_dataset_is_one_dataset_entry(run: Any, tmp_path: Path) -> None:
+    """Where datasets is installed: a packaged builder reading a local file is one
+    ``dataset`` entry for that file; what the builder reads and writes inside stays quiet."""
+    pytest.importorskip("datasets")
+    result = run(DATASETS_WORKFLOW, HF_DATASETS_OFFLINE="1", HF_HUB_OFFLINE="1")
+    assert result.returncode == 0, result.stderr
+    [entry] = result.doc()["resources_used"]
+    assert (entry["resource"], entry["kind"], entry["count"]) == (
+        str(tmp_path / "rows.csv"), "dataset", 2)
+    assert entry["loader"] == "datasets.load_dataset"
