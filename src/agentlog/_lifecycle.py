@@ -20,7 +20,17 @@ from typing import Any
 
 import orjson
 
-from . import _context, _document, _guard, _imports, _journal, _recorder, _redact, _settings, api
+from . import (
+    _context,
+    _document,
+    _guard,
+    _imports,
+    _journal,
+    _read,
+    _redact,
+    _settings,
+    api,
+)
 from ._guard import Guard, internal_errors
 from ._recorder import Recorder
 
@@ -352,13 +362,7 @@ def recover_journal(path: Path) -> Path | None:
         except FileNotFoundError:
             return None
         parsed = _journal.parse(_journal.read_fd(fd))
-        recovery = {
-            "recovered_at": _document.iso(_recorder.now_ns()),
-            "journal": path.name,
-            "dropped_tail_bytes": parsed.dropped_tail_bytes,
-            "dropped_lines": parsed.bad_lines,
-        }
-        doc = _document.build(parsed.events, default_status="crashed", recovery=recovery)
+        doc = _read.fold(parsed, path.name, alive=False)
         header = next((e for e in parsed.events if e.get("ev") == "run"), {})
         folder = Path(str(header["doc_dir"])) if header.get("doc_dir") else path.parent
         for ev in parsed.events:

@@ -189,18 +189,22 @@ def fold_journal(path: Path, data: bytes, alive: bool) -> Read:
         if data and b"\n" not in data:
             raise _fail(path, "truncated journal: not even its first line is whole")
         raise _fail(path, "not an agentlog journal (no run header)")
-    recovery = None
-    if not alive:
-        recovery = {
-            "recovered_at": _document.iso(_recorder.now_ns()),
-            "journal": path.name,
-            "dropped_tail_bytes": parsed.dropped_tail_bytes,
-            "dropped_lines": parsed.bad_lines,
-        }
-    doc = _document.build(
-        parsed.events, default_status="in_progress" if alive else "crashed", recovery=recovery
-    )
+    doc = fold(parsed, path.name, alive)
     return Read(doc, path, True, alive, parsed.dropped_tail_bytes, parsed.bad_lines)
+
+
+def fold(parsed: _journal.ReadResult, name: str, alive: bool) -> dict[str, Any]:
+    """A parsed journal as a document: ``crashed``, with what recovery dropped, when its
+    process is dead; ``in_progress`` while it lives."""
+    if alive:
+        return _document.build(parsed.events, default_status="in_progress")
+    recovery = {
+        "recovered_at": _document.iso(_recorder.now_ns()),
+        "journal": name,
+        "dropped_tail_bytes": parsed.dropped_tail_bytes,
+        "dropped_lines": parsed.bad_lines,
+    }
+    return _document.build(parsed.events, default_status="crashed", recovery=recovery)
 
 
 def read(path: Path) -> Read:

@@ -32,6 +32,8 @@ LIMITS = {
 }
 NOT_CAPTURED = "<content not captured: AGENTLOG_CAPTURE_CONTENT=0>"
 _MAX_KEPT_ERRORS = 100
+_WAKE_AT = 256
+"""Records held back after which the flusher is woken early."""
 
 now_ns: Callable[[], int] = time.time_ns
 """The clock. ``agentlog.testing.fixed_clock`` swaps it for a deterministic one."""
@@ -139,6 +141,7 @@ class Recorder:
         """Run just before a run's document is built: integrations close open calls."""
         self.settlers: list[Callable[[], None]] = []
         """Write what integrations hold back to journal in batches (``settle``)."""
+        _journal.FLUSHER.before.append(self.settle)
         self.run = Run(settings.workflow_name or _settings.script_stem(), settings.log_dir)
         self.last_document: Path | None = None
 
@@ -192,9 +195,23 @@ class Recorder:
         return writer
 
     def settle(self) -> None:
-        """Journal every record still held back, before anything reads the run."""
+        """Journal every record still held back: on each flush, and before anything
+        reads the run."""
         for settler in self.settlers:
             settler()
+
+    def add_settler(self, settler: Callable[[], None]) -> None:
+        if settler not in self.settlers:
+            self.settlers.append(settler)
+
+    @staticmethod
+    def holding(waiting: int) -> None:
+        """A settler now holds ``waiting`` records back: have the flusher take them in
+        time (there may be no journal yet, so no flusher), sooner when there are many."""
+        if waiting == 1:
+            _journal.FLUSHER.ensure_running()
+        elif waiting >= _WAKE_AT:
+            _journal.FLUSHER.wake.set()
 
     def keep_error(self, source: str, exc: BaseException) -> None:
         """Hold an internal error in memory when the path to the journal is what fails.

@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from .. import _guard, _journal, _recorder, api
+from .. import _guard, _recorder, api
 from .._context import Scope, current
 
 G_BEGIN = _guard.Guard("llm.begin")
@@ -153,11 +153,7 @@ class Call:
             self.write(error)
             return
         _settled.append(self)
-        waiting = len(_settled)
-        if waiting == 1:
-            _journal.FLUSHER.ensure_running()  # no journal yet, so maybe no flusher either
-        elif waiting >= _WAKE_AT:
-            _journal.FLUSHER.wake.set()
+        api.RECORDER.holding(len(_settled))
 
     def write(self, error: BaseException | None = None) -> None:
         """Journal the record."""
@@ -215,7 +211,6 @@ class Call:
 
 _settled: deque[Call] = deque()
 """Calls that ended and wait to be written (see the module docstring)."""
-_WAKE_AT = 256
 
 
 def write_settled() -> None:
@@ -293,8 +288,7 @@ def params_of(data: dict[str, Any], skip: frozenset[str], notes: list[str]) -> o
 def install() -> None:
     """Have ended calls written by the flusher and before anything reads the run."""
     if write_settled not in api.RECORDER.settlers:
-        api.RECORDER.settlers.append(write_settled)
-        _journal.FLUSHER.before.append(write_settled)
+        api.RECORDER.add_settler(write_settled)
         os.register_at_fork(after_in_child=_forget_in_child)
 
 

@@ -118,7 +118,6 @@ def _note_key(client: Any) -> None:
 
 
 def _begin(tr: Translator, client: Any, options: Any, stream: Any) -> Call | None:
-    _note_key(client)
     req = tr.request(client, options, bool(stream), _server(client, tr.name))
     return None if req is None else _llm.begin(req)
 
@@ -167,8 +166,8 @@ def _open_call(tr: Translator, client: Any, options: Any, kwargs: dict[str, Any]
     return None
 
 
-# A key provider (openai ``api_key=<callable>``) sets the key inside the request: note it
-# again once the request is over. Input is converted only after that, so it is hidden.
+# Keys are noted once the request is over: a key provider (openai ``api_key=<callable>``)
+# sets the key inside it, and nothing is converted before then, so every key is hidden.
 def _raised(client: Any, call: Call, exc: BaseException) -> None:
     with G_FINISH:
         _note_key(client)
