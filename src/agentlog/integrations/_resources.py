@@ -18,7 +18,7 @@ import threading
 from contextvars import ContextVar
 from typing import Any
 
-from .. import _journal, _recorder, api
+from .. import _recorder, api
 from .._context import Scope, current
 from .._guard import Guard
 from .._redact import scrub
@@ -26,6 +26,24 @@ from .._serialize import fix_surrogates
 
 QUIET: ContextVar[bool] = ContextVar("agentlog_quiet_resources", default=False)
 """True while a recorded load or LLM call runs: what it does underneath is not recorded."""
+
+
+
+class quiet:
+    """``with quiet():`` sets ``QUIET`` for the block and resets it in the same frame.
+
+    A class, not ``@contextmanager``: an exception passing through adds no frame of ours
+    to the caller's traceback.
+    """
+
+    __slots__ = ("token",)
+
+    def __enter__(self) -> None:
+        self.token = QUIET.set(True)
+
+    def __exit__(self, *exc: object) -> None:
+        QUIET.reset(self.token)
+
 
 G_NOTE = Guard("resources.note")
 G_WRITE = Guard("resources.write")
@@ -75,8 +93,7 @@ def note(resource: str, kind: str, loader: str, size: int | None = None,
             return
         if key in _seen:  # the first load is journaled with its size; this is a count
             _pending[key] = _Pending(t, loader, size, current.get())
-            if len(_pending) == 1:
-                _journal.FLUSHER.ensure_running()  # the batch must reach the journal in time
+            api.RECORDER.holding(len(_pending))
             return
         if len(_seen) >= _MAX_SEEN:
             _seen.clear()  # then a resource may get one more line: the fold merges it
@@ -111,28 +128,24 @@ def _write(resource: str, kind: str, entry: _Pending) -> None:
     rec = api.RECORDER
     if rec.verbosity == 0:
         return
-    token = QUIET.set(True)  # whatever agentlog itself reads while writing is not a resource
-    try:
-        with G_WRITE:
-            scope = entry.scope
-            body: dict[str, Any] = {
-                "ev": "resource",
-                "t": entry.first,
-                "resource": name_of(resource),
-                "kind": kind,
-                "loader": entry.loader,
-                "bytes": entry.size,
-                "where": {
-                    "iteration_number": scope.iteration.number if scope.iteration else None,
-                    "agent_name": scope.agent,
-                },
-            }
-            if entry.count > 1:
-                body["count"] = entry.count
-                body["t_last"] = entry.last
-            rec.emit(body)
-    finally:
-        QUIET.reset(token)
+    with quiet(), G_WRITE:  # what agentlog itself reads while writing is not a resource
+        scope = entry.scope
+        body: dict[str, Any] = {
+            "ev": "resource",
+            "t": entry.first,
+            "resource": name_of(resource),
+            "kind": kind,
+            "loader": entry.loader,
+            "bytes": entry.size,
+            "where": {
+                "iteration_number": scope.iteration.number if scope.iteration else None,
+                "agent_name": scope.agent,
+            },
+        }
+        if entry.count > 1:
+            body["count"] = entry.count
+            body["t_last"] = entry.last
+        rec.emit(body)
 
 
 def _forget_in_child() -> None:
@@ -152,8 +165,7 @@ def install() -> None:
     if _installed:
         return
     _installed = True
-    api.RECORDER.settlers.append(flush)
-    _journal.FLUSHER.before.append(flush)
+    api.RECORDER.add_settler(flush)
     os.register_at_fork(after_in_child=_forget_in_child)
 
 

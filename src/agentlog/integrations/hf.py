@@ -20,7 +20,7 @@ from .._guard import Guard
 from .._imports import forget, when_imported
 from .._patching import Patches
 from . import _resources
-from ._resources import QUIET
+from ._resources import quiet
 
 PATCHES = Patches()
 G_HF = Guard("resources.hf")
@@ -57,11 +57,8 @@ def _loads(kind: str, loader: str, name_of: Callable[[tuple[Any, ...], dict[str,
         def load(*args: Any, **kwargs: Any) -> Any:
             if _resources.off() or G_HF.broken:
                 return original(*args, **kwargs)
-            token = QUIET.set(True)
-            try:
+            with quiet():
                 result = original(*args, **kwargs)
-            finally:
-                QUIET.reset(token)
             with G_HF:
                 for name in name_of(args, kwargs):
                     _resources.note(name, kind, loader)

@@ -25,7 +25,7 @@ from .. import api
 from .._guard import Guard
 from .._patching import Patches
 from . import _resources
-from ._resources import QUIET
+from ._resources import QUIET, quiet
 
 PATCHES = Patches()
 G_HTTP = Guard("resources.http")
@@ -72,11 +72,8 @@ def _sync(loader: str, url_of: Callable[[Any], str], stream_kw: str | None
         def send(self: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
             if _quiet_now():
                 return original(self, request, *args, **kwargs)
-            token = QUIET.set(True)  # its redirects, retries and any file it opens
-            try:
+            with quiet():  # its redirects, retries and any file it opens
                 response = original(self, request, *args, **kwargs)
-            finally:
-                QUIET.reset(token)
             streamed = stream_kw is None or bool(kwargs.get(stream_kw))
             _fetched(loader, url_of(request), response, streamed)
             return response
@@ -101,11 +98,8 @@ def _httpx_request(loader: str) -> Callable[[Any], Any]:
             async def arequest(self: Any, *args: Any, **kwargs: Any) -> Any:
                 if _quiet_now():
                     return await original(self, *args, **kwargs)
-                token = QUIET.set(True)  # set and reset in this one coroutine frame
-                try:
+                with quiet():  # set and reset in this one coroutine frame
                     response = await original(self, *args, **kwargs)
-                finally:
-                    QUIET.reset(token)
                 _fetched(loader, _asked(response), response, False)
                 return response
 
@@ -115,11 +109,8 @@ def _httpx_request(loader: str) -> Callable[[Any], Any]:
         def request(self: Any, *args: Any, **kwargs: Any) -> Any:
             if _quiet_now():
                 return original(self, *args, **kwargs)
-            token = QUIET.set(True)
-            try:
+            with quiet():
                 response = original(self, *args, **kwargs)
-            finally:
-                QUIET.reset(token)
             _fetched(loader, _asked(response), response, False)
             return response
 

@@ -20,7 +20,7 @@ from .._guard import Guard
 from .._imports import forget, when_imported
 from .._patching import Patches
 from . import _resources
-from ._resources import QUIET
+from ._resources import quiet
 
 PATCHES = Patches()
 G_LOADER = Guard("resources.loader")
@@ -56,16 +56,16 @@ def _record(loader: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
                         f"{cls.__module__.partition('.')[0]}:{cls.__qualname__}")
 
 
+_END = object()
+
+
 def _quiet_iter(inner: Iterator[Any]) -> Iterator[Any]:
     # QUIET is set and reset around each step, never across a ``yield``.
     while True:
-        token = QUIET.set(True)
-        try:
-            item = next(inner)
-        except StopIteration:
+        with quiet():
+            item = next(inner, _END)
+        if item is _END:
             return
-        finally:
-            QUIET.reset(token)
         yield item
 
 
@@ -76,11 +76,8 @@ def _wrap(original: Any) -> Any:
         async def aload(self: Any, *args: Any, **kwargs: Any) -> Any:
             if _resources.off():
                 return await original(self, *args, **kwargs)
-            token = QUIET.set(True)
-            try:
+            with quiet():
                 result = await original(self, *args, **kwargs)
-            finally:
-                QUIET.reset(token)
             _record(self, args, kwargs)
             return result
 
@@ -90,11 +87,8 @@ def _wrap(original: Any) -> Any:
     def load(self: Any, *args: Any, **kwargs: Any) -> Any:
         if _resources.off():
             return original(self, *args, **kwargs)
-        token = QUIET.set(True)
-        try:
+        with quiet():
             result = original(self, *args, **kwargs)
-        finally:
-            QUIET.reset(token)
         _record(self, args, kwargs)
         if inspect.isgenerator(result):  # lazy: its reads happen as it is iterated
             return _quiet_iter(result)

@@ -16,7 +16,7 @@ from typing import Any
 from .._guard import Guard
 from .._patching import Patches
 from . import _resources
-from ._resources import QUIET
+from ._resources import quiet
 
 PATCHES = Patches()
 G_PANDAS = Guard("resources.pandas")
@@ -56,11 +56,8 @@ def _reader(loader: str) -> Callable[[Any], Any]:
         def read(*args: Any, **kwargs: Any) -> Any:
             if _resources.off() or G_PANDAS.broken:
                 return original(*args, **kwargs)
-            token = QUIET.set(True)
-            try:
+            with quiet():
                 result = original(*args, **kwargs)
-            finally:
-                QUIET.reset(token)
             _note(loader, _source(args, kwargs))
             return result
 
