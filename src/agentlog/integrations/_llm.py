@@ -19,15 +19,19 @@ in error_log before the exception reaches the caller.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 import sys
 import weakref
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextvars import ContextVar
 from typing import Any, Protocol
 
-from .. import _guard, _recorder, api
+from .. import _guard, _recorder, _redact, api
 from .._context import Scope, current
+from ._resources import QUIET
 
 G_BEGIN = _guard.Guard("llm.begin")
 G_CHUNK = _guard.Guard("llm.chunk")
@@ -68,6 +72,10 @@ class Accumulator(Protocol):
 
     def outcome(self) -> Outcome: ...
 
+
+IN_CALL: ContextVar[bool] = ContextVar("agentlog_in_llm_call", default=False)
+"""Set while a recorded LLM call runs. A call made beneath it (litellm's own call into the
+openai SDK) is the same logical call, already being recorded: it passes through."""
 
 _open: dict[int, Call] = {}
 """Calls not yet closed, so that the end of the run can close them."""
@@ -422,3 +430,203 @@ class _AsyncObserver:
         aclose = getattr(self.inner, "aclose", None)
         if aclose is not None:
             await aclose()
+
+
+# -- keys ------------------------------------------------------------------------------
+_seen_keys: set[str] = set()
+
+
+def note_keys(*keys: object) -> None:
+    """A client's keys are secret values: they must never appear in anything we write."""
+    new = False
+    for key in keys:
+        if type(key) is str and key and key not in _seen_keys:
+            _seen_keys.add(key)
+            _redact.add_secret_values([key])
+            new = True
+    if new:
+        _redact.refresh_env()  # keys loaded into the environment (dotenv) since import
+
+
+# -- the wrapper around one SDK function -------------------------------------------------
+class Hooks(Protocol):
+    """How one patched function's calls map onto the lifecycle; all of it runs guarded."""
+
+    def begin(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Call | None:
+        """The call about to be made, or None when it is not an LLM call."""
+
+    def returned(self, call: Call, args: tuple[Any, ...], result: Any) -> Any:
+        """Close or observe the call; return what the caller gets (``result`` itself, or
+        a generator passing a plain generator's items on)."""
+
+    def raised(self, call: Call, args: tuple[Any, ...], exc: BaseException) -> None: ...
+
+
+def _opened(hooks: Hooks, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Call | None:
+    if api.RECORDER.verbosity == 0 or IN_CALL.get() or broken():
+        return None
+    with G_BEGIN:
+        return hooks.begin(args, kwargs)
+    return None
+
+
+def _returned(hooks: Hooks, call: Call, args: tuple[Any, ...], result: Any) -> Any:
+    with G_FINISH:
+        try:
+            return hooks.returned(call, args, result)
+        except Exception:
+            call.cut("agentlog failed to read the response")  # never left open, nor lost
+            raise
+    return result
+
+
+def _raised(hooks: Hooks, call: Call, args: tuple[Any, ...], exc: BaseException) -> None:
+    with G_FINISH:
+        hooks.raised(call, args, exc)
+
+
+def sync_wrapper(hooks: Hooks) -> Callable[[Any], Any]:
+    """``make`` for ``Patches.apply``: record each call of a sync function. The SDK's own
+    work runs outside our guard, with ``IN_CALL`` and resources' ``QUIET`` set."""
+
+    def make(original: Any) -> Any:
+        @functools.wraps(original)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            call = _opened(hooks, args, kwargs)
+            if call is None:
+                return original(*args, **kwargs)
+            inside, quiet = IN_CALL.set(True), QUIET.set(True)
+            try:
+                result = original(*args, **kwargs)
+            except BaseException as exc:
+                _raised(hooks, call, args, exc)
+                raise
+            finally:
+                QUIET.reset(quiet)
+                IN_CALL.reset(inside)
+            return _returned(hooks, call, args, result)
+
+        return wrapper
+
+    return make
+
+
+def async_wrapper(hooks: Hooks) -> Callable[[Any], Any]:
+    """``sync_wrapper`` for coroutine functions (the flags are set and reset in one frame)."""
+
+    def make(original: Any) -> Any:
+        @functools.wraps(original)
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            call = _opened(hooks, args, kwargs)
+            if call is None:
+                return await original(*args, **kwargs)
+            inside, quiet = IN_CALL.set(True), QUIET.set(True)
+            try:
+                result = await original(*args, **kwargs)
+            except BaseException as exc:
+                _raised(hooks, call, args, exc)
+                raise
+            finally:
+                QUIET.reset(quiet)
+                IN_CALL.reset(inside)
+            return _returned(hooks, call, args, result)
+
+        return wrapper
+
+    return make
+
+
+def wrapper_for(original: Any, hooks: Hooks) -> Callable[[Any], Any]:
+    return (async_wrapper if inspect.iscoroutinefunction(original) else sync_wrapper)(hooks)
+
+
+class Translator(Protocol):
+    """What a function-level adapter provides (google-genai, mistral, ollama...)."""
+
+    name: str
+
+    def request(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Request | None:
+        """The call about to be made (``args[0]`` is the bound instance), or None."""
+
+    def response(self, req: Request, obj: Any) -> Outcome:
+        """What a whole response says."""
+
+    def accumulator(self, req: Request) -> Accumulator:
+        """A fresh fold for one stream's items."""
+
+
+class FunctionHooks:
+    """The usual mapping: a returned value is the response, or the stream when the
+    request asked for one; an exception is the call's error."""
+
+    __slots__ = ("tr",)
+
+    def __init__(self, tr: Translator) -> None:
+        self.tr = tr
+
+    def begin(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Call | None:
+        req = self.tr.request(args, kwargs)
+        return None if req is None else begin(req)
+
+    def returned(self, call: Call, args: tuple[Any, ...], result: Any) -> Any:
+        if call.req.streamed:
+            return observe(result, call, self.tr.accumulator(call.req), self.tr.name)
+        call.done(self.tr.response, result)
+        return result
+
+    def raised(self, call: Call, args: tuple[Any, ...], exc: BaseException) -> None:
+        call.failed(exc)
+
+
+def patch(patches: Any, owner: Any, name: str, tr: Translator) -> None:
+    """Record every call of ``owner.name`` (sync or async) through ``tr``."""
+    original = owner.__dict__.get(name)
+    if original is not None:
+        patches.apply(owner, name, wrapper_for(original, FunctionHooks(tr)))
+
+
+# -- streams that are plain iterators --------------------------------------------------
+def observe(result: Any, call: Call, acc: Accumulator, sdk: str) -> Any:
+    """The stream to hand back, observed: the SDK's own object when it keeps its items in
+    ``_iterator``; for a plain iterator (a generator), a generator passing each item on."""
+    cls = type(result)
+    if observe_stream(result, call, acc, hasattr(cls, "__anext__")):
+        return result
+    if hasattr(cls, "__anext__"):
+        call.acc = acc
+        wrapped: Any = _observed_async(result, call)
+    elif hasattr(cls, "__next__"):
+        call.acc = acc
+        wrapped = _observed_sync(result, call)
+    else:
+        warn_once(f"{sdk}.stream", f"cannot observe {cls.__qualname__} streams")
+        call.cut("agentlog could not observe this stream")
+        return result
+    call.finalizer = fin = weakref.finalize(wrapped, _collected, call)
+    fin.atexit = False
+    return wrapped
+
+
+def _observed_sync(inner: Iterator[Any], call: Call) -> Iterator[Any]:
+    try:
+        yield from _SyncObserver(inner, call)
+    except GeneratorExit:  # closed, or dropped, before its end (``yield from`` closed inner)
+        with G_FINISH:
+            call.cut("closed before its end")
+        raise
+
+
+async def _observed_async(inner: AsyncIterator[Any], call: Call) -> AsyncIterator[Any]:
+    observer = _AsyncObserver(inner, call)
+    try:
+        while True:
+            try:
+                item = await observer.__anext__()
+            except StopAsyncIteration:
+                return
+            yield item
+    except GeneratorExit:
+        with G_FINISH:
+            call.cut("closed before its end")
+        await observer.aclose()
+        raise

@@ -12,17 +12,14 @@ from __future__ import annotations
 import functools
 import inspect
 import weakref
-from collections.abc import Callable
 from types import ModuleType
 from typing import Any, Protocol
 
 import orjson
 
-from .. import _redact, api
 from .._patching import Patches
 from . import _llm
-from ._llm import G_BEGIN, G_FINISH, Accumulator, Call, Outcome, Request
-from ._resources import QUIET
+from ._llm import G_FINISH, Accumulator, Call, Outcome, Request
 
 
 class Translator(Protocol):
@@ -43,7 +40,6 @@ class Translator(Protocol):
 
 PATCHES = Patches()
 
-_seen_keys: set[str] = set()
 _servers: dict[int, tuple[Any, tuple[str, str]]] = {}
 
 # Hosts whose provider is not the SDK's own name (OpenAI-compatible endpoints).
@@ -105,16 +101,7 @@ _KEY_ATTRS = ("api_key", "auth_token", "_azure_ad_token")
 
 
 def _note_key(client: Any) -> None:
-    """A client's key is a secret value: it must never appear in anything we write."""
-    new = False
-    for attr in _KEY_ATTRS:
-        key = getattr(client, attr, None)
-        if type(key) is str and key not in _seen_keys:
-            _seen_keys.add(key)
-            _redact.add_secret_values([key])
-            new = True
-    if new:
-        _redact.refresh_env()  # keys loaded into the environment (dotenv) since import
+    _llm.note_keys(*(getattr(client, attr, None) for attr in _KEY_ATTRS))
 
 
 def _begin(tr: Translator, client: Any, options: Any, stream: Any) -> Call | None:
@@ -157,75 +144,28 @@ def _settle(tr: Translator, call: Call, result: Any) -> None:
         call.done(tr.response, result)
 
 
-def _open_call(tr: Translator, client: Any, options: Any, kwargs: dict[str, Any]
-               ) -> Call | None:
-    if api.RECORDER.verbosity == 0 or _llm.broken():
-        return None
-    with G_BEGIN:
-        return _begin(tr, client, options, kwargs.get("stream"))
-    return None
+class Hooks:
+    """The lifecycle's view of ``request(self, cast_to, options, *, stream=...)``."""
 
+    __slots__ = ("tr",)
 
-# Keys are noted once the request is over: a key provider (openai ``api_key=<callable>``)
-# sets the key inside it, and nothing is converted before then, so every key is hidden.
-def _raised(client: Any, call: Call, exc: BaseException) -> None:
-    with G_FINISH:
-        _note_key(client)
+    def __init__(self, tr: Translator) -> None:
+        self.tr = tr
+
+    def begin(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Call | None:
+        options = args[2] if len(args) > 2 else kwargs.get("options")
+        return _begin(self.tr, args[0], options, kwargs.get("stream"))
+
+    # Keys are noted once the request is over: a key provider (openai
+    # ``api_key=<callable>``) sets the key inside it, and nothing is converted before then.
+    def returned(self, call: Call, args: tuple[Any, ...], result: Any) -> Any:
+        _note_key(args[0])
+        _settle(self.tr, call, result)
+        return result
+
+    def raised(self, call: Call, args: tuple[Any, ...], exc: BaseException) -> None:
+        _note_key(args[0])
         call.failed(exc)
-
-
-def _got(tr: Translator, client: Any, call: Call, result: Any) -> None:
-    with G_FINISH:
-        _note_key(client)
-        _returned(tr, call, result)
-
-
-def sync_request(tr: Translator) -> Callable[[Any], Any]:
-    def make(original: Any) -> Any:
-        @functools.wraps(original)
-        def request(self: Any, cast_to: Any, options: Any, *args: Any, **kwargs: Any) -> Any:
-            call = _open_call(tr, self, options, kwargs)
-            if call is None:
-                return original(self, cast_to, options, *args, **kwargs)
-            quiet = QUIET.set(True)  # what the SDK does inside is this call, not a resource
-            try:
-                result = original(self, cast_to, options, *args, **kwargs)
-            except BaseException as exc:
-                _raised(self, call, exc)
-                raise
-            finally:
-                QUIET.reset(quiet)
-            _got(tr, self, call, result)
-            return result
-
-        return request
-
-    return make
-
-
-def async_request(tr: Translator) -> Callable[[Any], Any]:
-    def make(original: Any) -> Any:
-        @functools.wraps(original)
-        async def request(
-            self: Any, cast_to: Any, options: Any, *args: Any, **kwargs: Any
-        ) -> Any:
-            call = _open_call(tr, self, options, kwargs)
-            if call is None:
-                return await original(self, cast_to, options, *args, **kwargs)
-            quiet = QUIET.set(True)  # set and reset in this one coroutine frame
-            try:
-                result = await original(self, cast_to, options, *args, **kwargs)
-            except BaseException as exc:
-                _raised(self, call, exc)
-                raise
-            finally:
-                QUIET.reset(quiet)
-            _got(tr, self, call, result)
-            return result
-
-        return request
-
-    return make
 
 
 # -- raw responses: ``with_raw_response`` / ``with_streaming_response`` ------------------
@@ -310,5 +250,6 @@ def hook_helper_streams(module: ModuleType, names: tuple[str, ...]) -> None:
 def install(tr: Translator, base_client: ModuleType) -> None:
     """Patch the two ``request`` methods of a Stainless SDK's base clients."""
     _llm.install()
-    PATCHES.apply(base_client.SyncAPIClient, "request", sync_request(tr))
-    PATCHES.apply(base_client.AsyncAPIClient, "request", async_request(tr))
+    hooks = Hooks(tr)
+    PATCHES.apply(base_client.SyncAPIClient, "request", _llm.sync_wrapper(hooks))
+    PATCHES.apply(base_client.AsyncAPIClient, "request", _llm.async_wrapper(hooks))
