@@ -108,6 +108,12 @@ class Reply:
     chunk_delay_s: float = 0.0  # between SSE events
     drop_after: int | None = None  # streams: cut the connection after this many events
     n: int | None = None
+    # OpenAI tool call ids, one per tool call (default "call_<k>"); agent frameworks that
+    # refuse a call id seen earlier in the conversation need them unique across replies.
+    tool_call_ids: list[str] | None = None
+    # Groq: a chat stream's usage in its last choice chunk's ``x_groq.usage`` (sent
+    # whether or not stream_options.include_usage was asked for), as api.groq.com does.
+    x_groq: bool = False
 
 
 @dataclass
@@ -355,6 +361,10 @@ class _Call:
     def tool_calls(self) -> list[tuple[str, str]]:
         return list(self.reply.tool_calls or [])
 
+    def call_id(self, k: int) -> str:
+        ids = self.reply.tool_call_ids
+        return ids[k] if ids is not None and k < len(ids) else f"call_{k}"
+
 
 def _json_text(fmt: Any, fallback: str) -> str | None:
     """Default text for a structured-output request: a JSON value valid for its schema."""
@@ -406,7 +416,7 @@ def _chat(call: _Call) -> _Out:
         if tools:
             message["tool_calls"] = [
                 {
-                    "id": f"call_{k}",
+                    "id": call.call_id(k),
                     "type": "function",
                     "function": {"name": name, "arguments": args},
                 }
@@ -427,9 +437,11 @@ def _chat(call: _Call) -> _Out:
 
     include_usage = reply.usage and bool((body.get("stream_options") or {}).get("include_usage"))
 
-    def chunk(index: int, delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
+    def chunk(index: int, delta: dict[str, Any], finish_reason: str | None = None,
+              extra: dict[str, Any] | None = None) -> bytes:
         choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
         obj = {**head, "object": "chat.completion.chunk", **tail, "choices": [choice]}
+        obj.update(extra or {})
         if include_usage:
             obj["usage"] = None
         return _data_event(obj)
@@ -440,13 +452,15 @@ def _chat(call: _Call) -> _Out:
         events.append(chunk(i, first))
         events.extend(chunk(i, {"content": piece}) for piece in _pieces(text or ""))
         for k, (name, args) in enumerate(tools):
-            start = {"index": k, "id": f"call_{k}", "type": "function"}
+            start = {"index": k, "id": call.call_id(k), "type": "function"}
             start["function"] = {"name": name, "arguments": ""}
             events.append(chunk(i, {"tool_calls": [start]}))
             for piece in _halves(args):
                 delta = {"index": k, "function": {"arguments": piece}}
                 events.append(chunk(i, {"tool_calls": [delta]}))
-        events.append(chunk(i, {}, finish))
+        groq = reply.x_groq and reply.usage and i == n - 1
+        x_groq = {"x_groq": {"id": f"req_{call.num}", "usage": usage}} if groq else None
+        events.append(chunk(i, {}, finish, x_groq))
     if include_usage:
         events.append(
             _data_event(
@@ -571,7 +585,7 @@ def _responses(call: _Call) -> _Out:
                 "id": f"fc_{call.num}_{k}",
                 "type": "function_call",
                 "status": "completed",
-                "call_id": f"call_{k}",
+                "call_id": call.call_id(k),
                 "name": name,
                 "arguments": args,
             }
@@ -853,6 +867,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
     def _plan(self, path: str, body: Any, reply: Reply, num: int) -> _Out:
+        custom = self.server.fake.answer(self.command, path, body, reply, num)
+        if custom is not None:
+            return custom
         endpoint = next((e for e in _ENDPOINTS if path.endswith(e)), None)
         if self.command != "POST":
             endpoint = None
@@ -1010,6 +1027,11 @@ class FakeLLM:
             return sum(
                 1 for r in self.requests if path_suffix is None or r.path.endswith(path_suffix)
             )
+
+    def answer(self, method: str, path: str, body: Any, reply: Reply, num: int) -> _Out | None:
+        """Another provider's wire format (subclasses in ``tests/fake_<provider>.py``): the
+        response to send, or None for the OpenAI / Anthropic handling."""
+        return None
 
     def _accept(self, recorded: Recorded) -> tuple[int, Reply]:
         with self._lock:

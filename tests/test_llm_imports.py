@@ -4,16 +4,27 @@ Everything here is process-level, so each host runs in a fresh interpreter; the 
 are started together by one module fixture (two cores: wall time is what counts) and
 each test reads the part it is about. Every host talks to its own ``FakeLLM`` and
 prints the requests that server saw; the document must hold exactly that many records.
+
+Covers A7: agentlog before or after the SDK, ``from openai import OpenAI`` aliases, subclasses,
+    bound methods, ``importlib.reload``: recorded, or one warning, never an error.
+Covers A8: ``import agentlog`` twice, ``set_logging(True)`` twice, a subclass wrapping the
+    patched ``request``: records equal the fake server's request count.
+Covers A9: the adapter's install raises inside the post-import hook: ``import openai`` still
+    succeeds, calls work, error_log names the failure.
+Covers A7: a namespace package (``mistralai`` 3.x) fires its hook and looks untouched.
+Covers A10: 8 threads x 200 hooked imports whose hooks import more, faulthandler armed at 10 s:
+    no dump, every hook ran once per import.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 import llm_scenarios as ls
-from helpers import Result, script_env
+from helpers import Result, run_script, script_env
 
 TESTS = str(ls.TESTS)
 
@@ -216,6 +227,29 @@ print("RESULT", __import__("json").dumps({{"counts": counts, "errors": errors,
                                           "marked": marked}}))
 """
 
+# A namespace package (no __init__.py; mistralai 3.x is one) has no loader of its own:
+# the hook must still fire, and the module must look as it does without agentlog.
+NAMESPACE = """\
+import importlib, json, sys, tempfile
+from pathlib import Path
+root = Path(tempfile.mkdtemp(dir="."))
+(root / "nspkg" / "sub").mkdir(parents=True)
+(root / "nspkg" / "sub" / "mod.py").write_text("VALUE = 1\\n")
+sys.path.insert(0, str(root))
+fired = []
+if sys.argv[1:] != ["bare"]:
+    import agentlog
+    from agentlog._imports import when_imported
+    when_imported("nspkg", lambda m: fired.append(m.__name__))
+    when_imported("nspkg.sub", lambda m: fired.append(m.__name__))
+import nspkg.sub.mod
+importlib.reload(nspkg)
+print("RESULT", json.dumps({"fired": fired, "file": repr(nspkg.__file__),
+                            "path": list(nspkg.__path__), "value": nspkg.sub.mod.VALUE,
+                            "loader": type(nspkg.__spec__.loader).__name__,
+                            "same_loader": nspkg.__loader__ is nspkg.__spec__.loader}))
+"""
+
 HOSTS: dict[str, tuple[str, dict[str, str]]] = {
     "agentlog_first": (AGENTLOG_FIRST, {}),
     "sdk_first": (SDK_FIRST, {}),
@@ -224,6 +258,7 @@ HOSTS: dict[str, tuple[str, dict[str, str]]] = {
     # Not strict: the injected fault must be swallowed as it would be for a user.
     "failing_install": (FAILING_INSTALL, {"AGENTLOG_STRICT": "0"}),
     "import_storm": (IMPORT_STORM, {}),
+    "namespace": (NAMESPACE, {}),
 }
 
 
@@ -342,3 +377,18 @@ def test_import_storm_does_not_deadlock(hosts: dict[str, Result]) -> None:
     assert result["counts"] == [[200, 200]] * 8
     assert result["marked"] == [True]
     storm.doc()  # the run itself still ends in one valid document
+
+
+def test_namespace_packages_fire_hooks_and_look_untouched(
+    hosts: dict[str, Result], tmp_path: Path,
+) -> None:
+    """A namespace package and its namespace subpackage fire their hooks once each, and
+    the module's ``__file__``, ``__path__`` and loader are what Python gives without us."""
+    result, _ = _ok(hosts["namespace"])
+    assert result["fired"] == ["nspkg", "nspkg.sub"]
+    bare = run_script(tmp_path, NAMESPACE, args=["bare"])
+    assert bare.returncode == 0, bare.stderr
+    plain = ls.result_of(bare.stdout)
+    assert plain["fired"] == []
+    assert {**result, "fired": [], "path": None} == {**plain, "path": None}
+    assert result["loader"] == "NamespaceLoader"

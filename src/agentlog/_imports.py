@@ -73,10 +73,26 @@ class _Finder(importlib.abc.MetaPathFinder):
                 return None
         finally:
             _local.busy = False
-        if spec.loader is None or not hasattr(spec.loader, "exec_module"):
+        real = spec.loader
+        if real is None and spec.submodule_search_locations is not None:
+            real = _namespace_loader(spec.submodule_search_locations)
+        if real is None or not hasattr(real, "exec_module"):
             return spec
-        spec.loader = _Loader(spec.loader, fullname)
+        spec.loader = _Loader(real, fullname)
         return spec
+
+
+def _namespace_loader(path: Any) -> Any:
+    """The loader the import system gives a namespace package (``mistralai`` 3.x is one),
+    made here so that its import can fire hooks too; the same two lines as CPython's."""
+    cls: Any = getattr(importlib.machinery, "NamespaceLoader", None)  # Python 3.11+
+    if cls is None:
+        import importlib._bootstrap_external as external
+
+        cls = external._NamespaceLoader
+    loader = cls.__new__(cls)
+    loader._path = path
+    return loader
 
 
 _FINDER = _Finder()

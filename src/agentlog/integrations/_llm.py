@@ -23,6 +23,7 @@ import functools
 import inspect
 import os
 import sys
+import threading
 import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -170,7 +171,9 @@ class Call:
         outcome = self.outcome()
         if error is not None:
             status = getattr(error, "status_code", None)
-            if type(status) is int:
+            if type(status) is not int:  # google-genai's APIError names it ``code``
+                status = getattr(error, "code", None)
+            if type(status) is int and 100 <= status <= 599:
                 outcome["http_status"] = status
         incomplete = self.incomplete or self.lost
         notes: list[str] = []
@@ -202,6 +205,10 @@ class Call:
             value = outcome.get(key)
             if value is not None:
                 llm[key] = value
+        unpriced = outcome.get("cost_missing_reason")
+        if unpriced is not None:  # a local model: no price, whatever its name resembles
+            llm["cost_usd"] = None
+            llm["cost_missing_reason"] = unpriced
         if req.server is not None:
             llm["server_address"] = req.server
         body: dict[str, Any] = {
@@ -221,19 +228,26 @@ _settled: deque[Call] = deque()
 """Calls that ended and wait to be written (see the module docstring)."""
 
 
+_writing = threading.RLock()
+"""Held while calls are written: a reader (a document, ``capture()``, an iteration's end)
+that settles must wait for a call the flusher has taken but not yet journaled, or it
+would read the run without it. Reentrant: writing a call may end an iteration."""
+
+
 def write_settled() -> None:
     """Write every ended call; any thread, any time (each is taken exactly once)."""
-    while _settled:
-        try:
+    with _writing:
+        while _settled:
             call = _settled.popleft()
-        except IndexError:  # another thread took the last one
-            return
-        with G_FINISH:
-            call.write()
+            with G_FINISH:
+                call.write()
 
 
 def _forget_in_child() -> None:
-    # The parent's calls are the parent's to record, not this process's.
+    # The parent's calls are the parent's to record, not this process's; a lock a
+    # parent's thread held at the fork would never be released here.
+    global _writing
+    _writing = threading.RLock()
     _open.clear()
     _settled.clear()
 
@@ -322,13 +336,15 @@ _streams: weakref.WeakKeyDictionary[Any, Call] = weakref.WeakKeyDictionary()
 """SDK stream object -> its open call, for the ``close`` hooks."""
 
 
-def observe_stream(stream: Any, call: Call, acc: Accumulator, is_async: bool) -> bool:
-    """Put an observer in place of ``stream._iterator``; False if the SDK has none."""
-    inner = getattr(stream, "_iterator", None)
+def observe_stream(stream: Any, call: Call, acc: Accumulator, is_async: bool,
+                   attr: str = "_iterator") -> bool:
+    """Put an observer in place of ``stream._iterator`` (or the attribute where the SDK
+    keeps its items: mistralai's ``generator``); False if the SDK has none."""
+    inner = getattr(stream, attr, None)
     if inner is None:
         return False
     call.acc = acc
-    stream._iterator = (_AsyncObserver if is_async else _SyncObserver)(inner, call)
+    setattr(stream, attr, (_AsyncObserver if is_async else _SyncObserver)(inner, call))
     _streams[stream] = call
     # Must not reference the stream, or the stream could never be collected.
     call.finalizer = fin = weakref.finalize(stream, _collected, call)
@@ -607,12 +623,25 @@ def observe(result: Any, call: Call, acc: Accumulator, sdk: str) -> Any:
     return wrapped
 
 
+# A plain generator does the SDK's work (its HTTP request, on the first item) as it is
+# iterated, so the flags ``wrapper`` sets around the call are set around each step too.
 def _observed_sync(inner: Iterator[Any], call: Call) -> Iterator[Any]:
+    observer = _SyncObserver(inner, call)
     try:
-        yield from _SyncObserver(inner, call)
-    except GeneratorExit:  # closed, or dropped, before its end (``yield from`` closed inner)
+        while True:
+            inside, quiet = IN_CALL.set(True), QUIET.set(True)
+            try:
+                item = observer.__next__()
+            except StopIteration:
+                return
+            finally:
+                QUIET.reset(quiet)
+                IN_CALL.reset(inside)
+            yield item
+    except GeneratorExit:  # closed, or dropped, before its end
         with G_FINISH:
             call.cut("closed before its end")
+        observer.close()
         raise
 
 
@@ -620,10 +649,14 @@ async def _observed_async(inner: AsyncIterator[Any], call: Call) -> AsyncIterato
     observer = _AsyncObserver(inner, call)
     try:
         while True:
+            inside, quiet = IN_CALL.set(True), QUIET.set(True)
             try:
                 item = await observer.__anext__()
             except StopAsyncIteration:
                 return
+            finally:
+                QUIET.reset(quiet)
+                IN_CALL.reset(inside)
             yield item
     except GeneratorExit:
         with G_FINISH:
