@@ -8,19 +8,28 @@ alternate round by round, so that all of them see the same noise:
 
 - bare: agentlog uninstalled (the SDK's original methods);
 - v1: recording at verbosity 1;
-- v0: patched, at verbosity 0 (the fast path).
+- v0: patched, at verbosity 0 (the fast path);
+- otel: v1 with live OpenTelemetry export on (``AGENTLOG_OTLP_ENDPOINT``) to a no-op
+  OTLP/HTTP collector on loopback, in a process of its own (skipped without the SDK).
 
 Reports per call: openai chat non-streamed, anthropic messages non-streamed; and per
 chunk for streams: the slope between a short and a long stream, so the per-call part
-cancels out. Cost is priced when the document is folded, at exit, not per call.
+cancels out. Cost is priced when the document is folded, at exit, not per call (live
+export prices each call when its span is made, off the caller's thread).
+
+Live export does its work where records are journaled (LLM records: in batches, on the
+flusher thread) and exports on the SDK's batch thread: the side-by-side figure is what
+the host sees; the work itself, per span, is reported apart.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -29,11 +38,36 @@ from typing import Any
 
 os.environ.setdefault("AGENTLOG_DIR", tempfile.mkdtemp(prefix="agentlog-bench-"))
 
-import anthropic
-import httpx2
-import openai
+_COLLECTOR = """
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def log_message(self, *a): pass
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+print(s.server_address[1], flush=True)
+s.serve_forever()
+"""
+"""A no-op OTLP/HTTP collector: answers every export with 200, in its own process so
+that its work is not the host's."""
+_collector: subprocess.Popen[str] | None = None
+if importlib.util.find_spec("opentelemetry.sdk") is not None:
+    _collector = subprocess.Popen([sys.executable, "-c", _COLLECTOR], stdout=subprocess.PIPE,
+                                  text=True)
+    assert _collector.stdout is not None
+    os.environ["AGENTLOG_OTLP_ENDPOINT"] = f"http://127.0.0.1:{_collector.stdout.readline()}"
 
-import agentlog
+# Imported after the endpoint is set: agentlog reads its settings once, at import.
+import anthropic  # noqa: E402
+import httpx2  # noqa: E402
+import openai  # noqa: E402
+
+import agentlog  # noqa: E402
 
 _MODEL = "gpt-4o-mini-2024-07-18"
 
@@ -119,11 +153,31 @@ def _per_call_us(fn: Callable[[], object], n: int) -> float:
     return (time.perf_counter_ns() - start) / n / 1000
 
 
+def _export(on: bool) -> None:
+    """Live export's sink in or out (installed at import: the endpoint is set)."""
+    live = sys.modules.get("agentlog._otel.live")
+    if live is None:
+        return
+    if on:
+        live.install(agentlog.api.RECORDER, os.environ["AGENTLOG_OTLP_ENDPOINT"])
+    else:
+        live.uninstall(agentlog.api.RECORDER)
+
+
+def _mode(enabled: bool, verbosity: int = 1, export: bool = False) -> Callable[[], None]:
+    def set_mode() -> None:
+        agentlog.set_logging(enabled, verbosity=verbosity)
+        _export(export)
+    return set_mode
+
+
 _MODES = {
-    "bare": lambda: agentlog.set_logging(False),
-    "v1": lambda: agentlog.set_logging(True, verbosity=1),
-    "v0": lambda: agentlog.set_logging(True, verbosity=0),
+    "bare": _mode(False),
+    "v1": _mode(True, 1),
+    "v0": _mode(True, 0),
 }
+if _collector is not None:
+    _MODES["otel"] = _mode(True, 1, export=True)
 
 
 def _isolated_chunk_ns(rounds: int) -> tuple[float, float]:
@@ -154,6 +208,36 @@ def _isolated_chunk_ns(rounds: int) -> tuple[float, float]:
     return statistics.median(bare), statistics.median(observed)
 
 
+def _span_work_us(n: int) -> tuple[float, float]:
+    """Live export's own work for one recorded call, apart, in CPU time (other processes
+    on a busy machine do not count): the sink turning a call's record into a span
+    (priced, mapped, handed to the batch processor) on its thread; and that plus the
+    batch thread's encoding and sending, for the whole process."""
+    from agentlog._otel import live
+
+    state = live._live
+    assert state is not None
+    body = {"ev": "action", "t": time.time_ns(), "t_end": time.time_ns() + 1000, "ix": -1,
+            "name": "llm:openai.chat",
+            "input": [{"role": "user", "content": "What is the capital of France?"}],
+            "output": {"role": "assistant", "content": "Paris."},
+            "llm": {"provider": "openai", "operation": "chat", "request_model": "gpt-4o-mini",
+                    "response_model": _MODEL, "params": {}, "streamed": False,
+                    "incomplete": False, "duration_ms": 1.0, "ttft_ms": None,
+                    "finish_reasons": ["stop"],
+                    "usage": {"input_tokens": 12, "output_tokens": 2,
+                              "cache_read_input_tokens": 0, "reasoning_output_tokens": 0}}}
+    flush = state.pipeline.processor.force_flush if state.pipeline else (lambda: True)
+    flush()
+    thread, process = time.thread_time_ns(), time.process_time_ns()
+    for _ in range(n):
+        state.sink(body)
+    thread = time.thread_time_ns() - thread
+    flush()
+    process = time.process_time_ns() - process
+    return thread / n / 1000, process / n / 1000
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="fewer rounds, for a smoke run")
@@ -176,12 +260,25 @@ def main() -> None:
 
     print(f"python {sys.version.split()[0]}, openai {openai.__version__}, "
           f"anthropic {anthropic.__version__}; {rounds} interleaved rounds, medians")
+    otel = "otel" in _MODES
     print(f"{'call':<22}{'bare µs':>10}{'v1 µs':>10}{'v1 +µs':>9}{'v1 ratio':>10}"
-          f"{'v0 +µs':>9}{'v0 ratio':>10}")
+          f"{'v0 +µs':>9}{'v0 ratio':>10}" + (f"{'otel +µs':>10}{'otel/v1':>9}" if otel else ""))
     for name in ("openai.chat", "anthropic.messages", "openai.stream20", "openai.stream420"):
-        bare, v1, v0 = (med[(name, m)] for m in _MODES)
-        print(f"{name:<22}{bare:>10.1f}{v1:>10.1f}{v1 - bare:>+9.2f}{v1 / bare:>10.3f}"
-              f"{v0 - bare:>+9.2f}{v0 / bare:>10.3f}")
+        bare, v1, v0 = (med[(name, m)] for m in ("bare", "v1", "v0"))
+        line = (f"{name:<22}{bare:>10.1f}{v1:>10.1f}{v1 - bare:>+9.2f}{v1 / bare:>10.3f}"
+                f"{v0 - bare:>+9.2f}{v0 / bare:>10.3f}")
+        if otel:
+            on = med[(name, "otel")]
+            line += f"{on - v1:>+10.2f}{on / v1:>9.3f}"
+        print(line)
+    if otel:
+        _export(True)
+        works = [_span_work_us(1_000) for _ in range(rounds)]
+        sink = statistics.median(w[0] for w in works)
+        total = statistics.median(w[1] for w in works)
+        print(f"live export, per recorded call, CPU time: {sink:.1f} µs to make its span (on "
+              f"the thread that journals it: the flusher, for LLM calls), {total:.1f} µs with "
+              "the batch thread's encoding and sending")
     bare_ns, observed_ns = _isolated_chunk_ns(rounds * 20)
     print(f"per stream chunk, observer and fold alone: {observed_ns - bare_ns:+.0f} ns "
           f"({bare_ns:.0f} ns to iterate the same parsed chunks bare)")
@@ -194,4 +291,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    finally:
+        if _collector is not None:
+            _collector.terminate()

@@ -60,6 +60,29 @@ def _close_open_calls() -> None:
         llm.close_open_calls()
 
 
+_export_missing = False
+
+
+def _export_on() -> None:
+    """Live OpenTelemetry export; its modules (and the SDK) load only now."""
+    global _export_missing
+    try:
+        from ._otel import live
+    except ImportError as exc:  # the extra is not installed: say so once, export nothing
+        if not _export_missing:
+            _export_missing = True
+            sys.stderr.write(f"agentlog: OTLP export needs pip install 'agentlog[otel]' "
+                             f"({exc})\n")
+        return
+    live.install(api.RECORDER, api.RECORDER.settings.otlp or "")
+
+
+def _export_off() -> None:
+    live = sys.modules.get("agentlog._otel.live")
+    if live is not None:
+        live.uninstall(api.RECORDER)
+
+
 def _start() -> None:
     recorder = api.RECORDER
     settings = recorder.settings
@@ -83,6 +106,8 @@ def _start() -> None:
              integrations.uninstall_all)
         )
         recorder.before_finalize.append(_close_open_calls)
+        if settings.otlp is not None:  # after _close_open_calls: its records are exported
+            _lifecycle.extensions.append((_export_on, _export_off))
         _lifecycle.register_fork_handler()
         if recorder.verbosity > 0:
             _lifecycle.install_hooks()

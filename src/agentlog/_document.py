@@ -269,6 +269,8 @@ def build(
     }
     if recovery is not None:
         metadata["recovery"] = recovery
+    if isinstance(meta.get("export"), dict):  # live export's counts (OpenTelemetry)
+        metadata["export"] = meta["export"]
     resources = list(fold.resources.values())
     for res in resources:
         _finish_times(res, ("first_time", "last_time"))

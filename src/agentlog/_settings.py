@@ -55,6 +55,9 @@ class Settings:
     shutdown_timeout_s: float
     max_queue_events: int
     recover_on_import: bool
+    otlp: str | None = None
+    """Live OpenTelemetry export: None off; a URL (``AGENTLOG_OTLP_ENDPOINT``); or ""
+    when ``AGENTLOG_EXPORT=otlp`` leaves the endpoint to ``OTEL_EXPORTER_OTLP_*``."""
 
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -81,7 +84,18 @@ def read() -> Settings:
         shutdown_timeout_s=_number("AGENTLOG_SHUTDOWN_TIMEOUT", 2.0, 0.1, 60.0),
         max_queue_events=int(_number("AGENTLOG_MAX_QUEUE", 100_000, 100, 10_000_000)),
         recover_on_import=_flag("AGENTLOG_RECOVER", True),
+        otlp=_otlp(),
     )
+
+
+def _otlp() -> str | None:
+    endpoint = os.environ.get("AGENTLOG_OTLP_ENDPOINT", "").strip()
+    if endpoint:
+        return endpoint
+    asked = os.environ.get("AGENTLOG_EXPORT", "").strip().lower() == "otlp"
+    standard = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or os.environ.get(
+        "OTEL_EXPORTER_OTLP_ENDPOINT")
+    return "" if asked and standard else None
 
 
 def default_log_dir() -> Path:

@@ -1,5 +1,5 @@
 """The ``agentlog`` command: read runs (``ls``, ``show``, ``tail``, ``view``), ``path``,
-``recover`` and ``demo``.
+``recover``, ``export`` and ``demo``.
 
 Readers read documents and journals only: no command but ``demo`` imports an SDK or an
 integration. Errors are one line on stderr and a non-zero exit; never a traceback.
@@ -176,6 +176,40 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     if settings.verbosity > 0:
         api.set_logging(True, verbosity=settings.verbosity)
     return 0 if _demo.run_demo(args.dir) is not None else 1
+
+
+# -- export --------------------------------------------------------------------------------------
+def _cmd_export(args: argparse.Namespace) -> int:
+    """Send a finished or recovered run (and the runs of its family) as one trace."""
+    endpoint = args.endpoint or None
+    if endpoint is None and not (os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+                                 or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")):
+        raise _read.LoadError("no endpoint: pass --endpoint URL (http://host:4318) or set "
+                              "OTEL_EXPORTER_OTLP_ENDPOINT")
+    got = _read.read(_read.resolve(args.run, _log_dir(args.dir)))
+    if got.alive:
+        raise _read.LoadError(f"{got.path}: the run is still going; export it once it ends")
+    try:
+        from ._otel import replay
+    except ImportError as exc:
+        raise RuntimeError(f"export needs the OpenTelemetry SDK: pip install "
+                           f"'agentlog[otel]' ({exc})") from None
+    from . import _settings
+
+    content = not args.no_content and _settings.read().capture_content
+    reads, root = replay.family(got)
+    sent = replay.send(reads, root, endpoint, content, args.timeout)
+    for run_id in sent.runs:
+        print(f"run {run_id}")
+    where = endpoint or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or \
+        os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    print(f"trace {sent.trace_id}: {_plural(sent.exported, 'span')} of {sent.spans} sent to "
+          f"{where}")
+    if sent.exported < sent.spans:
+        print(f"agentlog: {sent.failed} spans failed and {sent.unsent} were not sent "
+              f"within {args.timeout:g} s", file=sys.stderr)
+        return 1
+    return 0
 
 
 # -- ls ------------------------------------------------------------------------------------------
@@ -609,7 +643,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="agentlog",
         description="Read agentlog runs (ls, show, tail, view), find and repair them (path, "
-        "recover), or run the demo.",
+        "recover), export them (export otlp), or run the demo.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -636,6 +670,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", metavar="OUT",
                    help="where to write the report (default: beside the run, .html)")
     p.add_argument("--no-open", action="store_true", help="write it, do not open a browser")
+    p = command("export", "send a finished or recovered run to an OpenTelemetry backend "
+                "(OTLP over HTTP); runs linked by parent_run_id become one trace", _cmd_export)
+    p.add_argument("format", choices=["otlp"], help="the protocol: otlp (OTLP/HTTP, protobuf)")
+    p.add_argument("run", nargs="?", default="last", metavar="FILE|RUN_ID|last", help=_RUN_HELP)
+    p.add_argument("--endpoint", metavar="URL",
+                   help="the collector, e.g. http://localhost:4318 (or its /v1/traces URL); "
+                   "default: OTEL_EXPORTER_OTLP_ENDPOINT")
+    p.add_argument("--no-content", action="store_true",
+                   help="leave prompts, outputs and tool arguments out")
+    p.add_argument("--timeout", type=float, default=30.0, metavar="S",
+                   help="how long to wait for the collector (default 30 s)")
     command("path", "print the log folder in use", _cmd_path)
     command("recover", "turn the journals of dead runs into documents", _cmd_recover)
     command(
