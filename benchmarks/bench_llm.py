@@ -25,6 +25,7 @@ the host sees; the work itself, per span, is reported apart.
 from __future__ import annotations
 
 import argparse
+import importlib
 import importlib.util
 import json
 import os
@@ -146,6 +147,22 @@ def _clients() -> dict[str, Callable[[], object]]:
             "openai.stream420": stream(s420), "anthropic.messages": anthropic_call}
 
 
+# More clients, one module each (``make_call()`` -> one non-streamed call, no sockets).
+_FORMS = {"google-genai.generate": "_forms_google_genai", "litellm.completion": "_forms_litellm"}
+_MORE_FORMS = {"groq.chat": "_forms_groq", "cohere.chat": "_forms_cohere",
+               "ollama.chat": "_forms_ollama"}
+
+
+def _forms(more: bool) -> dict[str, Callable[[], object]]:
+    calls = {}
+    for name, module in {**_FORMS, **(_MORE_FORMS if more else {})}.items():
+        try:
+            calls[name] = importlib.import_module(module).make_call()
+        except ImportError as exc:  # that SDK is not installed: say so, measure the rest
+            print(f"skipping {name}: {exc}")
+    return calls
+
+
 def _per_call_us(fn: Callable[[], object], n: int) -> float:
     start = time.perf_counter_ns()
     for _ in range(n):
@@ -241,9 +258,11 @@ def _span_work_us(n: int) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="fewer rounds, for a smoke run")
+    parser.add_argument("--all-clients", action="store_true",
+                        help="also groq, cohere and ollama (google-genai and litellm always)")
     args = parser.parse_args()
     rounds, n = (3, 30) if args.quick else (15, 200)
-    calls = _clients()
+    calls = {**_clients(), **_forms(args.all_clients)}
     times: dict[tuple[str, str], list[float]] = {}
     for fn in calls.values():  # warm up every path once (imports, pydantic caches)
         for set_mode in _MODES.values():
@@ -253,7 +272,9 @@ def main() -> None:
         for name, fn in calls.items():
             for mode, set_mode in _MODES.items():
                 set_mode()
-                reps = max(n // 10, 5) if name == "openai.stream420" else n
+                # The long stream, and google-genai (4 ms a call bare), take fewer reps.
+                reps = max(n // 10, 5) if name in ("openai.stream420",
+                                                    "google-genai.generate") else n
                 times.setdefault((name, mode), []).append(_per_call_us(fn, reps))
     agentlog.set_logging(True, verbosity=1)
     med = {key: statistics.median(values) for key, values in times.items()}
@@ -263,7 +284,7 @@ def main() -> None:
     otel = "otel" in _MODES
     print(f"{'call':<22}{'bare µs':>10}{'v1 µs':>10}{'v1 +µs':>9}{'v1 ratio':>10}"
           f"{'v0 +µs':>9}{'v0 ratio':>10}" + (f"{'otel +µs':>10}{'otel/v1':>9}" if otel else ""))
-    for name in ("openai.chat", "anthropic.messages", "openai.stream20", "openai.stream420"):
+    for name in calls:
         bare, v1, v0 = (med[(name, m)] for m in ("bare", "v1", "v0"))
         line = (f"{name:<22}{bare:>10.1f}{v1:>10.1f}{v1 - bare:>+9.2f}{v1 / bare:>10.3f}"
                 f"{v0 - bare:>+9.2f}{v0 / bare:>10.3f}")
