@@ -1,18 +1,34 @@
-"""Threads and asyncio tasks: every event kept, every line whole, each in its place (TESTPLAN B8).
+"""Threads and asyncio tasks: every event kept, every line whole, each in its place.
 
 Each test runs in a child process. Before it exits, the child waits until the flusher
 has written everything it expects into the journal and parses every line of it, so the
 journal (deleted once the document is written) is checked as well as the document.
+The counts are printed after the module (``/tmp/agentlog-figures/concurrency.json``).
+
+Covers B8: 32 threads x 500 calls in a ThreadPoolExecutor (16,000 events), asyncio.gather
+of 200 tasks, ``asyncio.to_thread``, raw ``threading.Thread`` (and a subclass), a bare pool
+without ``copy_context``, threads started inside an interaction: every JSONL line parses,
+seqs are contiguous, every event is present exactly once and attributed to its own
+iteration (or to an automatic one, never dropped).
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from helpers import Result, run_script
+from reliability_scripts import _figures
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _figures_after_module(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield from _figures.show(request, "concurrency")
 
 JOURNAL_CHECK = """
 import json as _json, os as _os, time as _time
@@ -113,6 +129,7 @@ print("ok")
     assert seen_threads == set(range(32))
     ids = [ix["interaction_id"] for it in doc["iterations"] for ix in it["interactions"]]
     assert len(set(ids)) == 16_000
+    _figures.add("concurrency", thread_events=16_000, threads=32)
 
 
 def test_asyncio_gather_of_200_tasks_each_with_its_own_iteration(tmp_path: Path) -> None:
@@ -154,6 +171,7 @@ print("ok")
         assert it["status"] == "completed"
     assert tasks == set(range(200))
     assert sorted(it["iteration_number"] for it in doc["iterations"]) == list(range(1, 201))
+    _figures.add("concurrency", asyncio_tasks=200, asyncio_events=1000)
 
 
 def test_to_thread_and_raw_threads_are_attributed_and_never_dropped(tmp_path: Path) -> None:
@@ -247,6 +265,7 @@ print("ok")
     for tag_count in (tags(it) for it in doc["iterations"]):
         for tag, count in tag_count.items():
             assert count in (1, 25, 50), (tag, count)
+    _figures.add("concurrency", to_thread_raw_thread_pool_events=total)
 
 
 def test_threads_inside_an_interaction_nest_under_it(tmp_path: Path) -> None:

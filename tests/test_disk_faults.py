@@ -1,27 +1,51 @@
-"""Disk faults: a failing, full or vanished disk never breaks the host (TESTPLAN B9).
+"""Disk faults: a failing, full, slow or vanished disk never breaks the host.
 
 Faults are injected in the host's own interpreter by wrapping ``os`` functions (never
 agentlog's): ``os.write`` fails on the journal's descriptor (found through
 ``/proc/self/fd``) with ``ENOSPC``/``EIO``/``EROFS``/``EACCES``, then space returns; the
-log folder is deleted under a live run; the log folder is a 1 MB tmpfs; ``os.fsync`` or
-``os.replace`` fail during the document write. The host must behave exactly as without
-the fault, and what it recorded must be in the document, or counted as dropped.
+N-th ``os.write``/``os.fsync``/``os.replace`` of the run fails once, with each errno;
+the log folder is deleted under a live run; the log folder is a 1 MB tmpfs; ``os.fsync``
+or ``os.replace`` fail during the document write; journal writes are slowed to a crawl.
+The host must behave exactly as without the fault, and what it recorded must be in the
+document, or counted as dropped. The number of injections survived is printed after the
+module and kept in ``/tmp/agentlog-figures/disk_faults.json``.
+
+Covers B9: ENOSPC/EIO/EROFS/EACCES on journal writes (short writes too), then space
+returns and every event is written once; the N-th write/fsync/replace fails once with each
+errno (36 runs); a disk failing for the whole run (memory bounded, drops counted exactly,
+warned once); the folder deleted mid-run; a 1 MB tmpfs (skipped where mount is refused);
+fsync/replace failing at exit (exit code kept, journal recovered). Always: host stdout,
+stderr and exit code unchanged, one warning at most, a valid final document (written or
+recovered), ``metadata.totals.dropped_events`` and error_log telling what happened.
+Covers B11: a slow writer (100 KB/s, 3 MB/s) under 100,000 small events and under 200 MB
+of 100 KB events: the backlog stops at ``AGENTLOG_MAX_QUEUE`` events or 64 MiB (peak RSS
+growth asserted), newer events are dropped and counted, warned about once, the kept ones
+stay in order; the drop policy is in ``agentlog._journal``'s docstring.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from agentlog import _lifecycle
 from helpers import Result, load_document, run_script, script_env
+from reliability_scripts import _figures
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _figures_after_module(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield from _figures.show(request, "disk_faults", "backpressure")
 
 # Installed before ``import agentlog`` in every faulty host. ``fault(True/False)`` turns
 # the failure on and off ("space returns"); only journal writes from the N-th on fail.
@@ -173,6 +197,7 @@ def test_journal_write_errors_then_space_returns(
     assert [x["i"] for x in _interactions(doc)] == list(range(40))
     assert doc["metadata"]["totals"]["dropped_events"] == 0
     assert not list(faulty.logs.glob("*.jsonl"))
+    _figures.add("disk_faults", injections=probe["failures"], transient_runs=1)
 
 
 # -- os.write fails for the whole run: the backlog is bounded -------------------------------
@@ -217,6 +242,7 @@ def test_failing_disk_keeps_memory_bounded_and_counts_drops(run: Any) -> None:
     # Every event is either in the document or counted, and nothing is counted twice.
     assert len(kept) + dropped == 20_001
     assert "dropped event" in r.stderr
+    _figures.add("disk_faults", injections=probe["failures"], failing_disk_runs=1)
 
 
 # -- the log folder deleted under a live run ------------------------------------------------
@@ -259,6 +285,7 @@ def test_log_folder_deleted_mid_run(run: Any, pause: float) -> None:
     assert [res["resource"] for res in doc["resources_used"]] == ["data.csv"]
     assert doc["metadata"]["totals"]["dropped_events"] == 0
     assert [p.suffix for p in r.logs.iterdir()] == [".json"]  # no journal, no temp file
+    _figures.add("disk_faults", injections=1, folder_deleted_runs=1)
 
 
 # -- a 1 MB tmpfs as the log folder ---------------------------------------------------------
@@ -308,6 +335,7 @@ def test_tiny_tmpfs_log_folder(run: Any, tiny_disk: Path, tmp_path: Path, calls:
         doc = load_document(docs[0])
         assert [x["i"] for x in _interactions(doc)] == list(range(calls))
         assert not list(tiny_disk.glob("*.jsonl"))
+        _figures.add("disk_faults", injections=1, tmpfs_runs=1)
         return
     # About 5 MB cannot fit: no document, no traceback; each failure said once.
     assert docs == []
@@ -334,6 +362,7 @@ def test_tiny_tmpfs_log_folder(run: Any, tiny_disk: Path, tmp_path: Path, calls:
     assert doc["final_status"] == "crashed"
     got = [x["i"] for x in _interactions(doc)]
     assert got == list(range(len(got)))
+    _figures.add("disk_faults", injections=1, tmpfs_runs=1)
 
 
 # -- the document write itself fails -------------------------------------------------------
@@ -393,4 +422,226 @@ def test_document_write_fails_at_exit(tmp_path: Path, call: str) -> None:
         source.startswith("agentlog:") and os.strerror(errno.ENOSPC) in message
         for source, message in errors
     ), errors
+    _figures.add("disk_faults", injections=1, document_write_runs=1)
 
+
+
+# -- the N-th os.write / os.fsync / os.replace fails once, with each errno -------------------
+# Installed before ``import agentlog``: the N-th call (any descriptor, any thread) of one
+# ``os`` function after ``arm()`` raises, once. The run journals, flushes at an iteration
+# end, saves a snapshot (write, fsync, replace, folder fsync) and finalizes at exit, so the
+# fault lands in a journal write, a snapshot or the final document, depending on N.
+NTH_CALL_FAULT = """\
+import atexit, errno, json, os, threading
+
+_CALL = os.environ["FAULT_CALL"]
+_ERRNO = getattr(errno, os.environ["FAULT_ERRNO"])
+_AT = int(os.environ["FAULT_AT"])
+_real = getattr(os, _CALL)
+_lock = threading.Lock()
+_armed = False
+calls = 0
+fired = 0
+
+
+def _faulty(*args, **kwargs):
+    global calls, fired
+    if _armed:
+        with _lock:
+            calls += 1
+            hit = calls == _AT
+        if hit:
+            fired += 1
+            raise OSError(_ERRNO, os.strerror(_ERRNO))
+    return _real(*args, **kwargs)
+
+
+setattr(os, _CALL, _faulty)
+
+
+def arm():
+    global _armed
+    _armed = True
+
+
+def _probe():  # registered before agentlog's exit hook: runs after the document write
+    with open("probe.json", "w") as f:
+        json.dump({"fired": fired, "calls": calls}, f)
+
+
+atexit.register(_probe)
+"""
+
+NTH_CALL_HOST = NTH_CALL_FAULT + """\
+import time
+import agentlog
+
+arm()
+for i in range(5):
+    agentlog.log_interaction("first", {"i": i}, "ok")
+with agentlog.iteration():  # its end writes the journal inline
+    agentlog.log_interaction("inside", {"i": 5}, "ok")
+print("saved:", agentlog.save_log("snapshot.json") is not None)
+for i in range(6, 10):
+    agentlog.log_interaction("last", {"i": i}, "ok")
+time.sleep(0.15)  # the flusher writes (and retries) meanwhile
+
+print("done", sum(range(10)))
+"""
+
+NTH_CALL_CASES = [
+    (call, n) for call, positions in (("write", 3), ("fsync", 4), ("replace", 2))
+    for n in range(1, positions + 1)
+]
+
+
+@pytest.fixture(scope="module")
+def nth_call_clean_run(tmp_path_factory: pytest.TempPathFactory) -> Result:
+    """The host without agentlog, once: the oracle every faulty run is compared with."""
+    env = {"FAULT_CALL": "write", "FAULT_ERRNO": "EIO", "FAULT_AT": "1"}
+    return run_script(tmp_path_factory.mktemp("clean"), NTH_CALL_HOST, AGENTLOG="0", **env)
+
+
+@pytest.mark.parametrize("err", ["ENOSPC", "EIO", "EROFS", "EACCES"])
+@pytest.mark.parametrize(("call", "at"), NTH_CALL_CASES,
+                         ids=[f"{c}-{n}" for c, n in NTH_CALL_CASES])
+def test_nth_call_fails_once(
+    tmp_path: Path, nth_call_clean_run: Result, call: str, at: int, err: str
+) -> None:
+    """B9: the N-th write/fsync/replace fails once: host unchanged; nothing lost or doubled."""
+    env = {"FAULT_CALL": call, "FAULT_ERRNO": err, "FAULT_AT": str(at)}
+    clean = nth_call_clean_run
+    # Not strict: a user's program, where agentlog swallows its own failures.
+    faulty = run_script(tmp_path, NTH_CALL_HOST, AGENTLOG_STRICT="0", **env)
+    probe = json.loads((tmp_path / "probe.json").read_text())
+    assert probe["fired"] == 1, probe  # the fault did land, on a call agentlog made
+    saved = faulty.stdout.startswith("saved: True\n")
+    # The host's own output is unchanged, but for what ``save_log`` returned (None with
+    # AGENTLOG=0, and None when the fault made it fail).
+    assert clean.stdout.startswith("saved: False\n")
+    _same_host_behaviour(
+        dataclasses.replace(faulty, stdout=faulty.stdout.replace("saved: True", "saved: False")),
+        clean,
+    )
+    assert len(_warnings(faulty.stderr)) <= 1
+    logs = faulty.logs
+    docs = sorted(logs.glob("*.json"))
+    if not docs or list(logs.glob("*.jsonl")):
+        # The final document's write failed (or its folder's fsync did, after the
+        # rename): the user was told, and the journal, complete, is left to recovery.
+        assert len(_unwritten(faulty.stderr)) == 1, faulty.stderr
+        _lifecycle.recover_dir(logs)
+        docs = sorted(logs.glob("*.json"))
+    assert len(docs) == 1, sorted(p.name for p in logs.iterdir())
+    doc = load_document(docs[0])
+    assert [x["i"] for x in _interactions(doc)] == list(range(10))
+    assert doc["metadata"]["totals"]["dropped_events"] == 0
+    assert sorted(p.name for p in logs.iterdir()) == [docs[0].name]  # no journal, no tmp
+    if doc["final_status"] == "completed":
+        assert saved or any(e["source"].startswith("agentlog:") for e in doc["error_log"])
+    else:
+        assert doc["final_status"] == "crashed"
+        assert any(
+            e["source"].startswith("agentlog:") and os.strerror(getattr(errno, err)) in e["error"]
+            for e in doc["error_log"]
+        ), doc["error_log"]
+    if saved:
+        snapshot = load_document(tmp_path / "snapshot.json")
+        assert snapshot["final_status"] == "in_progress"
+        assert [x["i"] for x in _interactions(snapshot)] == list(range(6))
+    _figures.add("disk_faults", injections=probe["fired"], nth_call_runs=1,
+                 nth_call_final_document_failed=int(doc["final_status"] == "crashed"))
+
+
+# -- B11: backpressure from a slow writer ------------------------------------------------------
+SLOW_WRITER_HOST = """\
+import json, os, sys, time
+
+_real_write = os.write
+slow = False
+calls, size, CHUNK = (int(arg) for arg in sys.argv[1:4])
+
+
+def _is_journal(fd):
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}").endswith(".jsonl")
+    except OSError:
+        return False
+
+
+def _slow_write(fd, data):
+    if slow and _is_journal(fd):
+        time.sleep(0.02)  # a slow disk: CHUNK bytes per 20 ms
+        data = bytes(memoryview(data)[:CHUNK])
+    return _real_write(fd, data)
+
+
+os.write = _slow_write
+import agentlog
+
+
+def peak_rss():
+    # VmHWM, not ru_maxrss: that one starts from the parent's peak (pytest's) at exec.
+    with open("/proc/self/status") as f:
+        line = next(ln for ln in f if ln.startswith("VmHWM:"))
+    return int(line.split()[1]) * 1024
+
+
+if size > 1_000:
+    agentlog.set_logging(True, verbosity=2)  # keep the fields whole
+pad = "x" * (size // 2)
+agentlog.log_interaction("warmup", {"i": -1}, "")
+time.sleep(0.2)
+base = peak_rss()
+slow = True
+started = time.monotonic()
+for i in range(calls):
+    agentlog.log_interaction("worker", {"i": i, "pad": pad}, pad)
+took = time.monotonic() - started
+grown = peak_rss() - base
+slow = False  # the disk catches up: the backlog drains, the document is written
+with open("probe.json", "w") as f:
+    json.dump({"grown": grown, "took": took}, f)
+print("done")
+"""
+
+BACKPRESSURE_CASES = {
+    # 100,000 small events into a 100 KB/s disk; the backlog is bounded by its count
+    # (AGENTLOG_MAX_QUEUE). Unbounded it would grow by some 30 MB.
+    "100k-events": (100_000, 100, 2_048, {"AGENTLOG_MAX_QUEUE": "2000"}, 10 * 2**20),
+    # 2,000 events of 100 KB (200 MB) into a 3 MB/s disk, with the defaults: bounded
+    # by bytes (64 MiB).
+    "200MB-default": (2_000, 100_000, 65_536, {}, 110 * 2**20),
+}
+
+
+@pytest.mark.parametrize("case", list(BACKPRESSURE_CASES))
+def test_slow_writer_keeps_memory_bounded_and_counts_drops(run: Any, case: str) -> None:
+    """B11: a 3 MB/s disk under a fast producer: the backlog stops at its bound.
+
+    The drop policy under test (``_journal`` docstring): once the unwritten backlog holds
+    ``AGENTLOG_MAX_QUEUE`` events (100,000) or 64 MiB, new events are refused (the
+    newest dropped, as Sentry does) and counted; the first drop is warned about once;
+    the kept events stay in order, and writing resumes when the disk catches up.
+    """
+    calls, size, chunk, env, cap = BACKPRESSURE_CASES[case]
+    r = run(SLOW_WRITER_HOST, timeout=120, args=[str(calls), str(size), str(chunk)], **env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "done\n"
+    assert r.host_stderr() == ""
+    probe = json.loads((r.logs.parent / "probe.json").read_text())
+    # Unbounded, the backlog would hold nearly everything produced.
+    assert probe["grown"] < cap, probe
+    (warning,) = [ln for ln in r.stderr.splitlines() if "faster than the disk" in ln]
+    assert "dropped and counted" in warning
+    doc = r.doc()
+    assert doc["final_status"] == "completed"
+    kept = [x["i"] for x in _interactions(doc)]
+    dropped = doc["metadata"]["totals"]["dropped_events"]
+    assert dropped > calls // 2, dropped  # the slow disk takes far less meanwhile
+    assert kept[0] == -1 and kept == sorted(set(kept)), "each kept event once, in order"
+    assert len(kept) + dropped == calls + 1, "every event is either kept or counted"
+    assert f"{dropped:,} dropped events" in r.stderr
+    assert not list(r.logs.glob("*.jsonl"))
+    _figures.add("backpressure", events=calls + 1, kept=len(kept), dropped=dropped)
+    _figures.peak("backpressure", **{f"peak_rss_growth_mb_{case}": probe["grown"] / 2**20})

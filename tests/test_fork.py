@@ -1,10 +1,20 @@
-"""Forked and spawned children (TESTPLAN B7: os.fork, multiprocessing, ProcessPoolExecutor).
+"""Forked and spawned children: os.fork, multiprocessing, ProcessPoolExecutor.
 
 The policy under test: a child gets a run of its own (``parent_run_id`` = the parent's
 run id after a fork); a child that recorded nothing leaves no document; the parent's
 document is never written or finalised by a child and holds only the parent's events;
 no event is in two documents; a child never deadlocks, even when it was forked while
-another thread was inside agentlog. Every host runs in a fresh interpreter.
+another thread was inside agentlog. Every host runs in a fresh interpreter. The counts
+are printed after the module and kept in ``/tmp/agentlog-figures/fork.json``.
+
+Covers B7: ``os.fork()`` children leaving by ``sys.exit`` (the parent's atexit runs in
+them) or ``os._exit``, after the parent imported agentlog and recorded (gunicorn-like
+preload): the parent's document is intact (PID guard), each recording child writes its
+own, a silent child writes nothing; multiprocessing with fork, spawn and
+forkserver, and ProcessPoolExecutor on each: every task's event in exactly one document;
+500 forks, each while another thread holds one of agentlog's six locks, and 60 forks
+while a thread hammers ``log_interaction``: no child exceeds its 5 s timeout, no event
+is duplicated across parent and children.
 """
 
 from __future__ import annotations
@@ -12,12 +22,19 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from helpers import Result, script_env
+from reliability_scripts import _figures
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _figures_after_module(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield from _figures.show(request, "fork")
 
 
 def _agents(doc: dict[str, Any]) -> list[tuple[str, Any]]:
@@ -91,6 +108,35 @@ def test_fork_child_exit_leaves_the_parent_intact(run: Any, before_fork: str,
     _no_event_twice([parent, child])
     assert not list(r.logs.glob("*.jsonl"))
     assert len(_exit_lines(r.stderr)) == 2, r.stderr  # one per process, never twice
+
+
+def test_fork_child_whose_only_records_are_llm_calls_keeps_them(run: Any) -> None:
+    """LLM records are held back before the journal; a child that made only calls and
+    left by ``sys.exit`` still writes its document with them."""
+    r = run(
+        f"""
+        import json, os, sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        import agentlog
+        from fake_llm import FakeLLM, openai_client
+
+        srv = FakeLLM().start()  # its thread lives in the parent only: the child leaves it be
+        client = openai_client(srv)
+        pid = os.fork()
+        if pid == 0:
+            client.chat.completions.create(model="gpt-4o-mini",
+                                           messages=[{{"role": "user", "content": "hi"}}])
+            sys.exit(0)
+        os.waitpid(pid, 0)
+        srv.stop()
+        print(json.dumps({{"pid": os.getpid()}}))
+        """
+    )
+    assert r.returncode == 0, r.stderr
+    _, children = _split(r, json.loads(r.stdout)["pid"])
+    (child,) = children
+    assert child["metadata"]["totals"]["llm_calls"] == 1
+    assert child["metadata"]["parent_run_id"] is not None
 
 
 @pytest.mark.parametrize("leave", ["sys.exit(0)", "os._exit(0)"])
@@ -239,6 +285,7 @@ def test_multiprocessing_process(run: Any, method: str) -> None:
     workers = _check_workers(r, info["pid"], method, 3)
     assert len(workers) == 3  # the idle child wrote nothing
     assert "Traceback" not in r.stderr
+    _figures.add("fork", **{f"mp_{method}_children": 4})
 
 
 @pytest.mark.parametrize("method", START_METHODS)
@@ -250,6 +297,7 @@ def test_process_pool_executor(run: Any, method: str) -> None:
     workers = _check_workers(r, info["pid"], method, 8)
     assert sorted(d["metadata"]["pid"] for d in workers) == info["workers"]
     assert "Traceback" not in r.stderr
+    _figures.add("fork", **{f"pool_{method}_tasks": 8})
 
 
 # -- forks while another thread is inside agentlog -------------------------------------------
@@ -302,8 +350,8 @@ print(json.dumps({{"pid": os.getpid(), "timeouts": timeouts, "codes": sorted(set
 
 
 def test_fork_while_another_thread_records(run: Any) -> None:
-    """B7: 200 forks while a thread hammers ``log_interaction``: no child hangs past 5 s."""
-    forks = 200
+    """B7: 60 forks while a thread hammers ``log_interaction``: no child hangs past 5 s."""
+    forks = 60
     r = run(HAMMER.format(forks=forks), timeout=300)
     assert r.returncode == 0, r.stderr
     info = json.loads(r.stdout)
@@ -320,6 +368,7 @@ def test_fork_while_another_thread_records(run: Any) -> None:
     for doc in children:
         assert _agents(doc)[0][0] == "child" and len(_agents(doc)) == 1
         assert doc["metadata"]["parent_run_id"] == parent["metadata"]["run_id"]
+    _figures.add("fork", forks_while_recording=forks)
 
 
 LOCKS = {
@@ -377,3 +426,101 @@ def test_fork_while_a_thread_holds_an_agentlog_lock(run: Any, lock: str) -> None
     assert [e["error"] for e in child["error_log"]] == ["child error"]
 
 
+
+
+FORK_WHILE_LOCKED = """\
+import json, os, signal, sys, threading, time
+import agentlog
+import agentlog._guard, agentlog._imports, agentlog._redact, agentlog.api
+
+sys.setswitchinterval(1e-4)  # quick hand-offs between the holder and the forking thread
+rec = agentlog.api.RECORDER
+agentlog.log_interaction("parent", "before", "x")
+LOCKS = [
+    lambda: agentlog._guard._lock,
+    lambda: agentlog._redact._lock,
+    lambda: agentlog._imports._lock,
+    lambda: rec.run.lock,
+    lambda: rec.run.writer.lock,
+    lambda: rec.run.writer.write_lock,
+]
+held, release, stop = threading.Event(), threading.Event(), threading.Event()
+turn = [0]
+
+
+def holder():  # holds one of agentlog's locks, a different one at each fork
+    while not stop.is_set():
+        with LOCKS[turn[0] % len(LOCKS)]():
+            held.set()
+            release.wait()
+            release.clear()
+
+
+thread = threading.Thread(target=holder)
+thread.start()
+timeouts, codes = [], {{}}
+for n in range({forks}):
+    held.wait()
+    held.clear()
+    pid = os.fork()
+    if pid == 0:
+        agentlog.log_interaction("child", n, "x")
+        agentlog.log_error(ValueError(f"child {{n}}"))
+        if n % 50 == 0:
+            sys.exit(0)  # the whole exit path, the parent's inherited atexit included
+        os._exit(0)
+    turn[0] = n + 1
+    release.set()
+    deadline = time.monotonic() + 5
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            code = os.waitstatus_to_exitcode(status)
+            codes[code] = codes.get(code, 0) + 1
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            timeouts.append(n)
+            break
+        time.sleep(0.0005)
+stop.set()
+release.set()
+thread.join()
+agentlog.log_interaction("parent", "after", "x")
+print(json.dumps({{"pid": os.getpid(), "timeouts": timeouts, "codes": codes}}))
+"""
+
+
+def test_500_forks_while_another_thread_holds_an_agentlog_lock(run: Any, tmp_path: Path) -> None:
+    """B7: 500 forks, each while a thread holds one of six agentlog locks: no child hangs.
+
+    Each child records an interaction and an error, then leaves by ``os._exit`` (every
+    50th by ``sys.exit``, writing its own document); each must finish within 5 s.
+    """
+    forks = 500
+    # A long flush interval: a child gone by ``os._exit`` leaves no journal behind.
+    r = run(FORK_WHILE_LOCKED.format(forks=forks), timeout=240, AGENTLOG_FLUSH_INTERVAL="5")
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    assert info["timeouts"] == [], f"children deadlocked: {info['timeouts']}"
+    assert info["codes"] == {"0": forks}
+    if list(r.logs.glob("*.jsonl")):  # a child's flusher was quicker than its exit
+        subprocess.run(
+            [sys.executable, "-m", "agentlog", "recover", "--dir", str(r.logs)],
+            env=script_env(tmp_path / "elsewhere"), capture_output=True, timeout=60, check=True,
+        )
+    parent, others = _split(r, info["pid"])
+    assert parent["final_status"] == "completed"
+    assert _agents(parent) == [("parent", "before"), ("parent", "after")]
+    assert parent["error_log"] == []
+    exited = [doc for doc in others if doc["final_status"] == "completed"]
+    assert sorted(i for doc in exited for _, i in _agents(doc)) == list(range(0, forks, 50))
+    for doc in others:
+        ((agent, n),) = _agents(doc)
+        assert agent == "child"
+        assert [e["error"] for e in doc["error_log"]] == [f"child {n}"]
+        assert doc["metadata"]["parent_run_id"] == parent["metadata"]["run_id"]
+    _no_event_twice([parent, *others])
+    _figures.add("fork", forks_with_lock_held=forks, child_timeouts=len(info["timeouts"]),
+                 child_documents=len(others))

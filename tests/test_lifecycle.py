@@ -1,10 +1,25 @@
 """The process lifecycle: statuses, exit codes, excepthooks, signals, settings, recovery.
 
-TESTPLAN A14 (exit noise) and B4 (default SIGTERM / SIGHUP), plus the lifecycle promises
-of the design: every final status, hook chaining, the ``AGENTLOG=0`` kill switch, what
-``import agentlog`` imports, the exit line, import order and recovery on import. Every
-test runs its host program in a fresh interpreter; the differential oracle runs the same
-script again with ``AGENTLOG=0`` and compares stdout, stderr and the exit code.
+The lifecycle promises of the design: every final status, hook chaining, the
+``AGENTLOG=0`` kill switch, what ``import agentlog`` imports, the exit line, import
+order and recovery on import. Every test runs its host program in a fresh interpreter;
+the differential oracle runs the same script again with ``AGENTLOG=0`` and compares
+stdout, stderr and the exit code.
+
+Covers A14: normal exit, ``sys.exit(3)``, an uncaught exception, KeyboardInterrupt and
+SIGINT keep their exit code (0, 3, 1, -2) and stdout; stderr holds only the host's own
+lines plus agentlog's one exit line, never "Exception ignored in atexit callback".
+Covers B4: SIGTERM/SIGHUP with our handler (chains the user's, restores the default,
+re-raises: status -15/-1, document ``terminated``) and with the default disposition
+put back (no atexit: the journal, flushed within the interval, recovers ``crashed``).
+Covers B5: ``os.fsync`` sleeping 30 s, or the journal's ``os.write`` hanging, at exit:
+the exit is delayed at most ``shutdown_timeout`` (default 2 s, and 0.5 s when set);
+stderr says so once; the journal is kept with the timeout in error_log and the status,
+so recovery writes ``completed`` (or ``crashed`` when the journal's disk hung); a
+non-daemon host thread still running after main is waited for and recorded.
+Covers B10: ``threading.Thread.start`` raising "can't create new thread at interpreter
+shutdown", before and after import: no exception, no hang, each event written to the
+journal as it comes, an event logged from an atexit handler still in the document.
 """
 
 from __future__ import annotations
@@ -17,6 +32,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -404,6 +420,202 @@ def test_sigterm_without_our_handler_loses_nothing_flushed(tmp_path: Path) -> No
     assert doc["final_status"] == "crashed"
     assert len(_agents(doc)) == 51
     assert [e["error"] for e in doc["error_log"]] == ["a recorded error"]
+
+
+# -- B5: a slow disk or a hung writer at exit -----------------------------------------------
+SLOW_EXIT_HOST = """\
+import os, sys, time
+import agentlog
+
+for i in range(5):
+    agentlog.log_interaction("worker", {{"i": i}}, "ok")
+agentlog.log_error("a recorded error")
+time.sleep(0.3)  # flushed: the journal holds all of it
+{fault}
+print("exiting", flush=True)
+"""
+
+SLOW_FSYNC = """\
+_real_fsync = os.fsync
+
+def _slow_fsync(fd):  # a disk that takes 30 s to sync: the document's fsync hangs
+    time.sleep(30)
+    return _real_fsync(fd)
+
+os.fsync = _slow_fsync
+"""
+
+HUNG_WRITE = """\
+_real_write = os.write
+
+def _hung_write(fd, data):  # the journal's disk stops answering: the flusher hangs
+    if os.readlink(f"/proc/self/fd/{fd}").endswith(".jsonl"):
+        time.sleep(3600)
+    return _real_write(fd, data)
+
+os.write = _hung_write
+agentlog.log_interaction("worker", {"i": 5}, "ok")  # the flusher takes it, and hangs
+time.sleep(0.3)
+"""
+
+
+def _timed_exit(tmp_path: Path, source: str, **env: str) -> tuple[float, str, str, int]:
+    """Run the host; seconds from its ``exiting`` line to its end, stdout, stderr, code."""
+    child = _Child(tmp_path, source, AGENTLOG_STRICT="0", **env)
+    assert child.proc.stdout is not None
+    ready, _, _ = select.select([child.proc.stdout], [], [], 30)
+    assert ready, "the host never got to its end"
+    line = child.proc.stdout.readline()
+    started = time.monotonic()
+    out, err = child.finish(timeout=60)
+    return time.monotonic() - started, line + out, err, child.proc.returncode
+
+
+@pytest.mark.parametrize(
+    ("fault", "timeout"),
+    [(SLOW_FSYNC, None), (SLOW_FSYNC, "0.5"), (HUNG_WRITE, None)],
+    ids=["slow-fsync", "slow-fsync-timeout-0.5", "hung-writer"],
+)
+def test_slow_disk_at_exit_delays_it_at_most_shutdown_timeout(
+    tmp_path: Path, fault: str, timeout: str | None
+) -> None:
+    """B5: fsync sleeping 30 s, or a hung journal write: exit within ``shutdown_timeout``."""
+    limit = float(timeout or 2.0)  # 2 s is the default of AGENTLOG_SHUTDOWN_TIMEOUT
+    env = {"AGENTLOG_SHUTDOWN_TIMEOUT": timeout} if timeout else {}
+    source = SLOW_EXIT_HOST.format(fault=fault)
+    elapsed, out, err, code = _timed_exit(tmp_path, source, **env)
+    # Interpreter teardown on a busy machine gets a little slack; the fault itself is 30 s.
+    assert elapsed < limit + 1.0, elapsed
+    if timeout:
+        assert elapsed > limit * 0.7, elapsed  # the setting is what bounds it
+    plain = run_script(tmp_path, source, AGENTLOG="0")
+    assert (out, code) == (plain.stdout, plain.returncode) == ("exiting\n", 0)
+    (line,) = _exit_lines(err)
+    assert "cannot write the document" in line and "shutdown_timeout" in line, err
+    assert f"({limit:g} s)" in line
+    assert "Traceback" not in err and "Exception ignored" not in err
+    logs = tmp_path / "logs"
+    assert not list(logs.glob("*.json")), "no document: the disk never let it out"
+    recovered = subprocess.run(
+        [sys.executable, "-m", "agentlog", "recover", "--dir", str(logs)],
+        env=script_env(tmp_path / "elsewhere"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert recovered.returncode == 0, recovered.stderr
+    doc = load_document(_only_document(logs))
+    assert sorted(p.name for p in logs.iterdir()) == [_only_document(logs).name]
+    assert [x["i"] for _, x in _agents(doc)] == list(range(5))
+    errors = [(e["source"], e["error"]) for e in doc["error_log"]]
+    assert errors[0] == ("user", "a recorded error")
+    if fault is SLOW_FSYNC:
+        # Only the document's fsync was slow: the journal took the note and the status.
+        assert doc["final_status"] == "completed"
+        assert len(errors) == 2 and errors[1][0] == "agentlog:lifecycle.exit"
+        assert "shutdown_timeout" in errors[1][1]
+    else:
+        # The journal's disk hung: what reached it before is kept, the rest is lost.
+        assert doc["final_status"] == "crashed"
+
+
+def test_sigterm_with_a_slow_disk_still_dies_in_time(tmp_path: Path) -> None:
+    """B4 + B5: SIGTERM while fsync takes 30 s: status -15 within ``shutdown_timeout``."""
+    source = SLOW_EXIT_HOST.format(fault=SLOW_FSYNC).replace(
+        'print("exiting", flush=True)', 'print("ready", flush=True)\ntime.sleep(60)'
+    )
+    child = _Child(tmp_path, source, AGENTLOG_STRICT="0")
+    child.wait_ready()
+    child.proc.send_signal(signal.SIGTERM)
+    started = time.monotonic()
+    _, err = child.finish(timeout=60)
+    assert time.monotonic() - started < 3.0
+    assert child.proc.returncode == -signal.SIGTERM
+    (line,) = _exit_lines(err)
+    assert "shutdown_timeout" in line
+    recovered = subprocess.run(
+        [sys.executable, "-m", "agentlog", "recover", "--dir", str(child.logs)],
+        env=script_env(tmp_path / "elsewhere"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert recovered.returncode == 0, recovered.stderr
+    doc = load_document(_only_document(child.logs))
+    assert doc["final_status"] == "terminated"
+    assert doc["metadata"]["exit_code"] == -signal.SIGTERM
+    assert [x["i"] for _, x in _agents(doc)] == list(range(5))
+
+
+def test_non_daemon_host_thread_is_waited_for_then_recorded(run: Any) -> None:
+    """B5: a host thread still running at the end of main is the host's: its events are kept."""
+    r = run(
+        """
+        import threading, time
+        import agentlog
+
+        def late():
+            time.sleep(0.5)  # main has ended: Python waits for this thread, and so do we
+            agentlog.log_interaction("late", "after main", "x")
+
+        threading.Thread(target=late).start()
+        agentlog.log_interaction("main", "in main", "x")
+        """
+    )
+    assert r.returncode == 0, r.stderr
+    doc = r.doc()
+    assert doc["final_status"] == "completed"
+    assert sorted(_agents(doc)) == [("late", "after main"), ("main", "in main")]
+
+
+# -- B10: no thread can be started (interpreter shutdown) ------------------------------------
+REFUSED_THREADS = """\
+import atexit, os, sys, threading
+
+def _refuse(self, *args, **kwargs):
+    raise RuntimeError("can't create new thread at interpreter shutdown")
+
+if sys.argv[1] == "before":
+    threading.Thread.start = _refuse
+import agentlog
+if sys.argv[1] == "after":
+    threading.Thread.start = _refuse
+
+folder = os.environ["AGENTLOG_DIR"]
+
+def on_disk():
+    names = [n for n in os.listdir(folder) if n.endswith(".jsonl")]
+    with open(os.path.join(folder, names[0]), "rb") as f:
+        return f.read().count(b'"ev":"interaction"')
+
+for i in range(3):
+    agentlog.log_interaction("worker", {"i": i}, "ok")
+    if sys.argv[1] == "before":  # no flusher could ever start: written as it came
+        print(i, on_disk(), flush=True)
+
+def at_shutdown():
+    agentlog.log_interaction("at exit", {"i": 3}, "ok")
+
+atexit.register(at_shutdown)
+print("done", flush=True)
+"""
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_threads_refused_at_shutdown(tmp_path: Path, when: str) -> None:
+    """B10: ``Thread.start`` raises "can't create new thread": no error, no hang, written inline."""
+    r = run_script(tmp_path, REFUSED_THREADS, args=[when], timeout=30)
+    assert r.returncode == 0, r.stderr
+    if when == "before":
+        assert r.stdout == "0 1\n1 2\n2 3\ndone\n"  # each event on disk when the call returned
+    else:
+        assert r.stdout == "done\n"
+    assert r.host_stderr() == ""
+    assert len(_exit_lines(r.stderr)) == 1
+    doc = r.doc()
+    assert doc["final_status"] == "completed"
+    assert [x["i"] for _, x in _agents(doc)] == [0, 1, 2, 3]
+    assert not list(r.logs.glob("*.jsonl"))
 
 
 # -- the kill switch -------------------------------------------------------------------------

@@ -3,7 +3,17 @@
 Appending is a deque append of already-serialised bytes: no syscall, no fsync. One
 daemon thread per process writes every journal's backlog at most ``flush_interval``
 after an event. ``write()`` into the page cache is enough to survive SIGKILL of the
-process; fsync is left to the document write at the end.
+process; fsync is left to the document write at the end. When no thread can be started
+(at interpreter shutdown), each append is written inline instead.
+
+Drop policy (backpressure): the backlog not yet written is bounded, by
+``max_events`` (``AGENTLOG_MAX_QUEUE``, 100,000) and by ``MAX_PENDING_BYTES`` (64 MiB).
+When a slow or failing disk lets it fill up, the *newest* events are refused (as Sentry
+does; OpenTelemetry drops the oldest instead), until the disk has taken some of the
+backlog: what was accepted is never thrown away, keeps its order, and its seqs have no
+holes (a refused event gets none). Each refused event is counted; the count is journaled
+as a ``dropped`` note, lands in ``metadata.totals.dropped_events`` and in the exit line,
+and the first drop or write failure is warned about once on stderr.
 
 Each journal is held under ``flock`` for its owner's lifetime, so a journal whose lock
 can be taken belongs to a dead process and may be recovered.
@@ -28,6 +38,8 @@ from ._guard import Guard
 JOURNAL_SUFFIX = ".jsonl"
 _OPEN_FLAGS = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
 _WRITE_CHUNK = 1 << 20
+MAX_PENDING_BYTES = 64 << 20
+"""Bytes of backlog kept while the disk cannot keep up; later events are dropped."""
 
 _FLUSH_GUARD = Guard("journal.flush")
 
@@ -58,9 +70,11 @@ def make_private_dir(path: Path) -> None:
 class JournalWriter:
     """One run's journal: a bounded in-memory backlog and the file it drains into."""
 
-    def __init__(self, path: Path, max_events: int) -> None:
+    def __init__(self, path: Path, max_events: int, max_bytes: int = MAX_PENDING_BYTES) -> None:
         self.path = path
         self.max_events = max_events
+        self.max_bytes = max_bytes
+        self.pending_bytes = 0
         self.high_water = max(1, min(max_events // 8, 4096))
         self.fd: int | None = None
         self.pending: deque[bytes] = deque()
@@ -75,6 +89,8 @@ class JournalWriter:
         self._failing = False
         self.warned = False
         self.closed = False
+        self.sync = False
+        """No flusher thread could be started: ``append`` writes inline."""
 
     # -- hot path -------------------------------------------------------------
     def append(self, body: bytes) -> int:
@@ -83,14 +99,22 @@ class JournalWriter:
         Returns -1 when the backlog is full: the event is dropped and counted.
         """
         with self.lock:
-            if len(self.pending) >= self.max_events or self.closed:
+            if (
+                len(self.pending) >= self.max_events
+                or (self.pending_bytes >= self.max_bytes and self.pending)
+                or self.closed
+            ):
                 self.dropped += 1
                 return -1
             seq = self.seq
             self.seq = seq + 1
-            self.pending.append(b'{"seq":%d,' % seq + body[1:])
+            line = b'{"seq":%d,' % seq + body[1:]
+            self.pending.append(line)
+            self.pending_bytes += len(line)
             if len(self.pending) == self.high_water:
                 FLUSHER.wake.set()  # a burst: drain now rather than at the next tick
+        if self.sync:
+            self.flush(timeout=1.0)
         return seq
 
     # -- draining -------------------------------------------------------------
@@ -134,6 +158,8 @@ class JournalWriter:
     def _flush_locked(self) -> bool:
         if not self.pending and self.dropped == self._dropped_written:
             return True
+        if self.closed and self.fd is None:
+            return False  # finished (or the parent's, after a fork): never made again
         try:
             if self.fd is None:
                 self.fd = self._open()
@@ -143,6 +169,10 @@ class JournalWriter:
             if self.dropped != self._dropped_written:
                 # Recovery sees drops even if the process dies before the end event.
                 self._queue_drop_note()
+                self._warn(
+                    "events come faster than the disk takes them; newer ones are "
+                    "dropped and counted (metadata.totals.dropped_events)"
+                )
             while self.pending:
                 # Lines leave the backlog only once they are on disk: while a write is
                 # failing they still count against ``max_events``, and a retry never
@@ -187,7 +217,7 @@ class JournalWriter:
     def _pop(self, count: int) -> None:
         with self.lock:
             for _ in range(count):
-                self.pending.popleft()
+                self.pending_bytes -= len(self.pending.popleft())
 
     def _queue_drop_note(self) -> None:
         """Journal the drop count, if there is room; if not, a later flush tries again.
@@ -201,21 +231,29 @@ class JournalWriter:
             seq = self.seq
             self.seq = seq + 1
             self._dropped_written = self.dropped
-            self.pending.append(b'{"seq":%d,"ev":"dropped","count":%d}' % (seq, self.dropped))
+            line = b'{"seq":%d,"ev":"dropped","count":%d}' % (seq, self.dropped)
+            self.pending.append(line)
+            self.pending_bytes += len(line)
 
     def _note_failure(self, exc: OSError) -> None:
         self._failing = True
-        if not self.warned and exc.errno in (
+        if exc.errno in (
             errno.ENOSPC, errno.EIO, errno.EROFS, errno.EACCES, errno.EDQUOT, errno.ENOENT,
         ):
-            self.warned = True
-            try:
-                sys.stderr.write(
-                    f"agentlog: cannot write the journal {self.path} ({exc.strerror}); "
-                    "events are kept in memory up to a bound, then dropped and counted\n"
-                )
-            except Exception:  # noqa: BLE001 - stderr may be gone
-                pass
+            self._warn(
+                f"cannot write the journal {self.path} ({exc.strerror}); "
+                "events are kept in memory up to a bound, then dropped and counted"
+            )
+
+    def _warn(self, message: str) -> None:
+        """One line on stderr, once per journal: a failing disk or the first drop."""
+        if self.warned:
+            return
+        self.warned = True
+        try:
+            sys.stderr.write(f"agentlog: {message}\n")
+        except Exception:  # noqa: BLE001 - stderr may be gone
+            pass
 
     def read_back(self) -> bytes:
         """Everything written so far, read through our own descriptor.
@@ -241,6 +279,7 @@ class JournalWriter:
         """In a forked child: the parent owns this journal; drop it without writing."""
         self.closed = True
         self.pending.clear()
+        self.pending_bytes = 0
         self.lock = threading.RLock()
         self.write_lock = threading.RLock()
         fd, self.fd = self.fd, None

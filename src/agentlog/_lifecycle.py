@@ -9,10 +9,12 @@ what it would have been (-15 for SIGTERM).
 from __future__ import annotations
 
 import atexit
+import contextvars
 import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType, TracebackType
@@ -27,6 +29,7 @@ from . import (
     _imports,
     _journal,
     _read,
+    _recorder,
     _redact,
     _settings,
     api,
@@ -101,25 +104,103 @@ def _finish_at_exit() -> None:
             if run.document_path is not None and rec.verbosity >= 1:
                 _say_summary(rec, run.document_path)
             return
+        rec.settle()  # held-back records (LLM calls, resources) open the journal if any
         if run.writer is None and (
             rec.verbosity == 0 or run.parent_run_id is not None or _is_multiprocessing_child()
         ):
             return  # nothing recorded: a child process leaves no empty documents
-        try:
-            path = rec.finalize()
-        except OSError as exc:
-            # A full or failing disk: the user must hear that there is no document.
-            if rec.verbosity >= 1:
-                _say_unwritten(rec, exc)
-            raise  # into error_log, via the guard
-        if path is not None and rec.verbosity >= 1:
-            _say_summary(rec, path)
-    # Reached after a swallowed failure too: if no document could be written, leave
-    # recovery a complete journal, the error that stopped us included.
+        _finalize_in_time(rec, None)
+    _leave_journal_whole()
+
+
+def _finalize_in_time(rec: Recorder, status: str | None) -> None:
+    """Write the document, waiting on the disk at most ``shutdown_timeout``; say where."""
+    timeout = rec.settings.shutdown_timeout_s
+    try:
+        # Most of the budget for the document, the rest for the journal's last lines.
+        path = _bounded(rec, status, timeout * 0.8, timeout)
+    except ShutdownTimeout as exc:
+        _leave_to_recovery(rec, status)
+        if rec.verbosity >= 1:
+            _say_unwritten(rec, exc)
+        raise  # into error_log (the journal), via the guard
+    except OSError as exc:
+        # A full or failing disk: the user must hear that there is no document.
+        if rec.verbosity >= 1:
+            _say_unwritten(rec, exc)
+        raise  # into error_log, via the guard
+    if path is not None and rec.verbosity >= 1:
+        _say_summary(rec, path)
+
+
+def _leave_journal_whole() -> None:
+    """After a swallowed failure too: if no document could be written, leave recovery a
+    complete journal, the error that stopped us included."""
     with _G_EXIT:
-        run = _rec().run
+        rec = _rec()
+        run = rec.run
         if not run.finalized and run.pid == os.getpid() and run.writer is not None:
-            run.writer.flush(timeout=1.0)
+            run.writer.flush(timeout=max(0.05, rec.settings.shutdown_timeout_s * 0.2))
+
+
+class ShutdownTimeout(TimeoutError):
+    """Writing the document at exit took longer than ``shutdown_timeout``."""
+
+
+def _bounded(rec: Recorder, status: str | None, timeout: float, budget: float) -> Path | None:
+    """``rec.finalize(status)`` on a helper thread; give up once the disk is silent
+    ``timeout`` s.
+
+    A hung disk (fsync taking 30 s, a flusher stuck in ``write``) must not hold the
+    host's exit. Only waits on the disk are bounded (``Recorder.on_disk``), not the CPU
+    work of folding a long run. Past the bound the process leaves, the helper (a daemon)
+    dies with it, and the journal is left for recovery; ``budget`` is the setting the
+    message names. Where no thread can be started (interpreter shutdown) the document
+    is written inline, unbounded but never lost.
+    """
+    outcome: list[Any] = []
+
+    def target() -> None:
+        try:
+            outcome.append((True, rec.finalize(status)))
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread as is
+            outcome.append((False, exc))
+
+    context = contextvars.copy_context()
+    helper = threading.Thread(
+        target=context.run, args=(target,), name="agentlog-finalize", daemon=True
+    )
+    try:
+        helper.start()
+    except RuntimeError:
+        return rec.finalize(status)
+    while not outcome:
+        since = rec.disk_since
+        if since is not None and time.monotonic() - since >= timeout:
+            raise ShutdownTimeout(
+                f"writing the document took longer than shutdown_timeout ({budget:g} s)"
+            )
+        helper.join(0.02)  # returns at once when the helper ends: no added latency
+        if not helper.is_alive() and not outcome:
+            break  # killed from outside (cannot happen in CPython): nothing to report
+    if not outcome:
+        return None
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return value  # type: ignore[no-any-return]
+
+
+def _leave_to_recovery(rec: Recorder, status: str | None) -> None:
+    """The document is late: journal how the run ended, so recovery can say it."""
+    run = rec.run
+    writer = run.writer
+    if writer is None or run.finalized:
+        return
+    # ``Recorder.finalize`` would have written this very status into the document.
+    end = {"ev": "end", "t": _recorder.now_ns(),
+           "final_status": status or run.status_hint or "completed", "exit_code": run.exit_code}
+    writer.append(orjson.dumps(end))
 
 
 def _say_unwritten(rec: Recorder, exc: OSError) -> None:
@@ -218,10 +299,12 @@ def _on_signal(signum: int, frame: FrameType | None) -> Any:
                     _rec().current().status_hint = None
     with _G_EXIT:
         rec = _rec()
-        rec.current().exit_code = -signum
-        path = rec.finalize("terminated")
-        if path is not None and rec.verbosity >= 1:
-            _say_summary(rec, path)
+        run = rec.current()
+        run.exit_code = -signum
+        if not run.finalized and run.pid == os.getpid():
+            # On a helper thread, bounded: a hung disk must not keep a dying process.
+            _finalize_in_time(rec, "terminated")
+    _leave_journal_whole()
     # Die of the same signal, as if we had never been here.
     signal.signal(signum, signal.SIG_DFL)
     os.kill(os.getpid(), signum)

@@ -6,11 +6,12 @@ identity, counters and the open scopes; payloads go straight to the journal.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +145,8 @@ class Recorder:
         _journal.FLUSHER.before.append(self.settle)
         self.run = Run(settings.workflow_name or _settings.script_stem(), settings.log_dir)
         self.last_document: Path | None = None
+        self.disk_since: float | None = None
+        """When the current document write started waiting on the disk (monotonic)."""
 
     # -- configuration ----------------------------------------------------------
     def set_verbosity(self, verbosity: int) -> None:
@@ -179,6 +182,10 @@ class Recorder:
             sink(body)
 
     def _open_writer(self, run: Run) -> JournalWriter:
+        # Asked before the writer is published, so that no event ever waits for a
+        # flusher that could not be started (interpreter shutdown): then every event is
+        # written as it comes.
+        flusher = _journal.FLUSHER.ensure_running()
         with run.lock:
             if run.writer is not None:
                 return run.writer
@@ -186,11 +193,10 @@ class Recorder:
                 run.journal_dir = _settings.default_log_dir()
             path = run.journal_dir / (run.name() + _journal.JOURNAL_SUFFIX)
             writer = JournalWriter(path, self.settings.max_queue_events)
+            writer.sync = not flusher
             writer.append(orjson.dumps(run.header(self.verbosity)))
             run.writer = writer
-        if not _journal.FLUSHER.ensure_running():
-            writer.flush()
-        else:
+        if flusher:
             _journal.FLUSHER.register(writer, self.settings.flush_interval_s)
         return writer
 
@@ -252,7 +258,7 @@ class Recorder:
         if writer is not None:
             # One consistent cut: the flusher must not move lines from the backlog to
             # the file between our reading the one and the other.
-            with writer.write_lock:
+            with self.on_disk(), writer.write_lock:
                 writer.flush()
                 written = writer.read_back()
                 with writer.lock:
@@ -294,7 +300,7 @@ class Recorder:
         run = self.run
         if run.finalized or run.pid != os.getpid():
             return None
-        final = status or run.status_hint or "completed"
+        final = run.status_hint = status or run.status_hint or "completed"  # hooks see it
         if exit_code is not None:
             run.exit_code = exit_code
         for hook in self.before_finalize:
@@ -305,13 +311,25 @@ class Recorder:
         doc = self.document(run, final)
         run.totals = doc["metadata"]["totals"]
         path = self.document_path(run)
-        _journal.make_private_dir(path.parent)
-        _document.write_atomic(path, _document.dumps(doc))
+        data = _document.dumps(doc)
+        with self.on_disk():
+            _journal.make_private_dir(path.parent)
+            _document.write_atomic(path, data)
         run.finalized = True
         run.document_path = self.last_document = path
         if run.writer is not None:
-            run.writer.close(unlink=True)
+            with self.on_disk():
+                run.writer.close(unlink=True)
         return path
+
+    @contextlib.contextmanager
+    def on_disk(self) -> Iterator[None]:
+        """Mark a wait on the disk: the exit's watchdog bounds these, never the CPU work."""
+        self.disk_since = time.monotonic()
+        try:
+            yield
+        finally:
+            self.disk_since = None
 
     def save(self, filename: str | os.PathLike[str] | None) -> Path:
         """Write the document as it stands now, to ``filename`` or the run's own path."""
