@@ -17,13 +17,12 @@ import binascii
 import json
 import socket
 import struct
-import threading
-from collections import deque
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import unquote, urlsplit
+
+from fake_llm import LoopbackServer, _Server
 
 ACCESS_KEY = "AKIAFAKEBEDROCK0000"
 SECRET_KEY = "bedrock-secret-canary-0000/abcdefghijklmnop"
@@ -196,30 +195,6 @@ _OPERATIONS = {
 }
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = True
-
-    def __init__(self, fake: FakeBedrock) -> None:
-        self.fake = fake
-        self.open_conns: set[socket.socket] = set()
-        self.conn_lock = threading.Lock()
-        super().__init__(("127.0.0.1", 0), _Handler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self.conn_lock:
-            self.open_conns.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self.conn_lock:
-            self.open_conns.discard(request)
-        super().shutdown_request(request)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """Client hang-ups are normal in tests: stay quiet."""
-
-
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
@@ -302,59 +277,19 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(b"0\r\n\r\n")
 
 
-class FakeBedrock:
+class FakeBedrock(LoopbackServer):
     """``with FakeBedrock() as srv:`` serves on 127.0.0.1:<free port> until the block ends."""
 
-    def __init__(self) -> None:
-        self.requests: list[Recorded] = []
-        self.errors: list[BaseException] = []
-        self._script: deque[Reply] = deque()
-        self._lock = threading.Lock()
-        self._num = 0
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self.url = ""
-
-    def __enter__(self) -> FakeBedrock:
-        self._server = _Server(self)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.01}, daemon=True,
-                                        name="fake-bedrock")
-        self._thread.start()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        server, thread = self._server, self._thread
-        if server is None:
-            return
-        server.shutdown()
-        with server.conn_lock:
-            conns = list(server.open_conns)
-        for conn in conns:
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        server.server_close()
-        if thread is not None:
-            thread.join()
-        self._server = self._thread = None
-
-    def script(self, *replies: Reply) -> None:
-        with self._lock:
-            self._script.extend(replies)
+    handler = _Handler
+    name = "fake-bedrock"
+    requests: list[Recorded]
 
     def count(self, operation: str | None = None) -> int:
         with self._lock:
             return sum(1 for r in self.requests if operation in (None, r.operation))
 
-    def _accept(self, recorded: Recorded) -> tuple[int, Reply]:
-        with self._lock:
-            self.requests.append(recorded)
-            self._num += 1
-            return self._num, self._script.popleft() if self._script else Reply()
+    def _reply(self) -> Reply:
+        return Reply()
 
 
 def bedrock_client(srv: FakeBedrock, **kw: Any) -> Any:

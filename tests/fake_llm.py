@@ -34,7 +34,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 from urllib.parse import urlsplit
 
 __all__ = [
@@ -790,11 +790,11 @@ class _Server(ThreadingHTTPServer):
     block_on_close = True  # server_close() joins the handler threads
     request_queue_size = 128
 
-    def __init__(self, fake: FakeLLM) -> None:
+    def __init__(self, fake: LoopbackServer) -> None:
         self.fake = fake
         self.open_conns: set[socket.socket] = set()
         self.conn_lock = threading.Lock()
-        super().__init__(("127.0.0.1", 0), _Handler)
+        super().__init__(("127.0.0.1", 0), fake.handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self.conn_lock:
@@ -942,40 +942,40 @@ class _Handler(BaseHTTPRequestHandler):
             pass
 
 
-class FakeLLM:
-    """Context manager: ``with FakeLLM() as srv:`` serves on 127.0.0.1:<free port>.
+class LoopbackServer:
+    """Context manager: ``with Fake() as srv:`` serves on 127.0.0.1:<free port>, each
+    request answered by the subclass's ``handler`` with the next scripted reply.
 
     On exit it stops accepting, ends open keep-alive connections, joins every thread and
     closes every socket, so the suite's thread and fd leak checks stay green.
     """
 
+    handler: type[BaseHTTPRequestHandler]
+    name = "fake"
+
     def __init__(self) -> None:
-        self.requests: list[Recorded] = []
+        self.requests: list[Any] = []
         self.errors: list[BaseException] = []  # exceptions raised by the fake's own code
         self.connections = 0  # TCP connections accepted (keep-alive reuse shows as fewer)
-        self._script: deque[Reply] = deque()
+        self._script: deque[Any] = deque()
         self._lock = threading.Lock()
         self._num = 0
         self._stopping = threading.Event()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self.url = ""
-        self.openai_base_url = ""
-        self.anthropic_base_url = ""
 
-    def start(self) -> FakeLLM:
+    def start(self) -> Self:
         if self._server is not None:
-            raise RuntimeError("FakeLLM already started")
+            raise RuntimeError(f"{type(self).__name__} already started")
         self._stopping.clear()
         self._server = _Server(self)
         port = self._server.server_address[1]
         self.url = f"http://127.0.0.1:{port}"
-        self.openai_base_url = self.url + "/v1"
-        self.anthropic_base_url = self.url
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.01},
-            name=f"fake-llm-{port}",
+            name=f"{self.name}-{port}",
             daemon=True,
         )
         self._thread.start()
@@ -999,7 +999,7 @@ class FakeLLM:
             thread.join()
         self._server = self._thread = None
 
-    def __enter__(self) -> FakeLLM:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(
@@ -1010,7 +1010,7 @@ class FakeLLM:
     ) -> None:
         self.stop()
 
-    def script(self, *replies: Reply) -> None:
+    def script(self, *replies: Any) -> None:
         """Queue replies; each following request (any path) takes the next one."""
         with self._lock:
             self._script.extend(replies)
@@ -1020,6 +1020,37 @@ class FakeLLM:
         with self._lock:
             self.requests.clear()
             self._script.clear()
+
+    def _reply(self) -> Any:
+        """The reply for a request that has none scripted."""
+        raise NotImplementedError
+
+    def _accept(self, recorded: Any) -> tuple[int, Any]:
+        with self._lock:
+            self.requests.append(recorded)
+            self._num += 1
+            reply = self._script.popleft() if self._script else self._reply()
+            return self._num, reply
+
+
+class FakeLLM(LoopbackServer):
+    """A fake OpenAI and Anthropic server (and, in subclasses, other providers' wire
+    formats: see ``answer``)."""
+
+    handler = _Handler
+    name = "fake-llm"
+    requests: list[Recorded]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.openai_base_url = ""
+        self.anthropic_base_url = ""
+
+    def start(self) -> Self:
+        super().start()
+        self.openai_base_url = self.url + "/v1"
+        self.anthropic_base_url = self.url
+        return self
 
     def count(self, path_suffix: str | None = None) -> int:
         """Requests received so far, optionally only those whose path ends with path_suffix."""
@@ -1033,12 +1064,8 @@ class FakeLLM:
         response to send, or None for the OpenAI / Anthropic handling."""
         return None
 
-    def _accept(self, recorded: Recorded) -> tuple[int, Reply]:
-        with self._lock:
-            self.requests.append(recorded)
-            self._num += 1
-            reply = self._script.popleft() if self._script else Reply()
-            return self._num, reply
+    def _reply(self) -> Reply:
+        return Reply()
 
 
 # --------------------------------------------------------------------------- clients

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -37,8 +35,8 @@ from botocore.response import StreamingBody  # noqa: E402
 
 from agentlog.testing import capture  # noqa: E402
 from fake_bedrock import CLAUDE, NOVA, SECRET_KEY, FakeBedrock, Reply, bedrock_client  # noqa: E402
-from helpers import documents, script_env, validate_document  # noqa: E402
-from llm_testing import folded, llm_records  # noqa: E402
+from helpers import validate_document  # noqa: E402
+from llm_testing import folded, llm_records, on_and_off, usage  # noqa: E402
 
 MSGS = [{"role": "user", "content": [{"text": "What is four plus five?"}]}]
 SYSTEM = [{"text": "Be brief."}]
@@ -47,8 +45,7 @@ TOOLS = {"tools": [{"toolSpec": {"name": "get_weather",
 WEATHER = ("get_weather", '{"city": "Paris"}')
 ANTHROPIC_BODY = json.dumps({"anthropic_version": "bedrock-2023-05-31", "max_tokens": 50,
                              "messages": [{"role": "user", "content": "hi there"}]})
-USAGE_5_6 = {"input_tokens": 5, "output_tokens": 6, "cache_read_input_tokens": None,
-             "cache_write_input_tokens": None, "reasoning_output_tokens": None}
+USAGE_5_6 = usage(5, 6)
 
 
 @pytest.fixture
@@ -248,28 +245,11 @@ def test_no_secret_key_in_document(srv: FakeBedrock, client: Any) -> None:
     assert SECRET_KEY not in json.dumps(doc)
 
 
-NETWORK_GUARD = """
-import sys
-outside = []
-
-def audit(event, args):
-    # A connection or name lookup beyond loopback (instance metadata...) fails the test.
-    if event == "socket.connect":
-        host = args[1][0] if isinstance(args[1], tuple) else args[1]
-        if host not in ("127.0.0.1", "::1", "localhost"):
-            outside.append((event, args[1]))
-    elif event == "socket.getaddrinfo" and args[0] not in ("127.0.0.1", "localhost", "::1"):
-        outside.append((event, args[0]))
-
-sys.addaudithook(audit)
-"""
-
-
 def test_boto3_first_no_network_and_disable(tmp_path: Path) -> None:
     """boto3 imported (and a client made) before agentlog is recorded, nothing leaves
     loopback; AGENTLOG_DISABLE=bedrock records nothing and leaves botocore unpatched."""
     tests = os.path.dirname(__file__)
-    source = NETWORK_GUARD + f"""
+    source = f"""
 sys.path.insert(0, {tests!r})
 import boto3, botocore.client
 from fake_bedrock import FakeBedrock, bedrock_client, CLAUDE
@@ -285,20 +265,4 @@ call = botocore.client.BaseClient._make_api_call
 print("patched", getattr(call, "__agentlog_patched__", False))
 print("outside", outside)
 """
-    script = tmp_path / "host.py"
-    script.write_text(source)
-    hosts = {}
-    for name, extra in (("on", {}), ("off", {"AGENTLOG_DISABLE": "bedrock"})):
-        env = script_env(tmp_path / name, AWS_EC2_METADATA_DISABLED="true", **extra)
-        hosts[name] = subprocess.Popen([sys.executable, str(script)], env=env, cwd=tmp_path,
-                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                       text=True)
-    out = {name: proc.communicate(timeout=120) for name, proc in hosts.items()}
-    for name, proc in hosts.items():
-        assert proc.returncode == 0, out[name][1]
-    assert "requests 2\npatched True\noutside []" in out["on"][0]
-    assert "requests 2\npatched False\noutside []" in out["off"][0]
-    (on,) = documents(tmp_path / "on")
-    (off,) = documents(tmp_path / "off")
-    assert on["metadata"]["totals"]["llm_calls"] == 2
-    assert off["metadata"]["totals"]["llm_calls"] == 0
+    on_and_off(tmp_path, source, "bedrock", 120, AWS_EC2_METADATA_DISABLED="true")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,20 @@ from agentlog.testing import capture
 from fake_cohere import COHERE_KEY, TEMPLATE_TOKENS, FakeCohere, Reply, close_cohere, cohere_client
 from fake_llm import load_cassette, replay
 from helpers import Result, validate_document
-from llm_testing import MODES, STREAMED, aw, drain, folded, llm_records, only_record
+from llm_testing import (
+    MODES,
+    STREAMED,
+    aw,
+    cut_by_server,
+    cut_short,
+    drain,
+    driver,
+    first_then_close,
+    folded,
+    host_run,
+    only_record,
+    usage,
+)
 
 MODEL = "command-r-plus"
 MSGS = [{"role": "system", "content": "Be brief."},
@@ -45,35 +58,12 @@ def srv() -> Iterator[FakeCohere]:
     assert not server.errors
 
 
-def drive(srv: FakeCohere, async_: bool, body: Callable[[Any], Awaitable[Any]],
-          **kw: Any) -> Any:
-    """``body(client)`` with a ``ClientV2`` or ``AsyncClientV2``, closed afterwards."""
-
-    async def main() -> Any:
-        client = cohere_client(srv, async_=async_, **kw)
-        try:
-            return await body(client)
-        finally:
-            await close_cohere(client)
-
-    return asyncio.run(main())
+drive = driver(cohere_client, close_cohere)
 
 
 def billed(u: Any) -> dict[str, Any]:
     """What the record should say for a Cohere ``usage``: the billed units, as integers."""
-    return {"input_tokens": int(u.billed_units.input_tokens),
-            "output_tokens": int(u.billed_units.output_tokens),
-            "cache_read_input_tokens": None, "cache_write_input_tokens": None,
-            "reasoning_output_tokens": None}
-
-
-def cut_short(cap: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The document and its one, incomplete, record (``folded`` expects no time to first
-    token there; a stream cut after its first event has one)."""
-    doc = validate_document(cap.document())
-    (record,) = llm_records(doc)
-    assert record["llm"]["incomplete"] is True
-    return doc, record
+    return usage(int(u.billed_units.input_tokens), int(u.billed_units.output_tokens))
 
 
 # --------------------------------------------------------------------------- chat
@@ -278,14 +268,7 @@ def test_retries_make_one_record(srv: FakeCohere, async_: bool) -> None:
 @MODES
 def test_stream_closed_early_is_incomplete(srv: FakeCohere, async_: bool) -> None:
     async def body(client: Any) -> Any:
-        stream = client.chat_stream(model=MODEL, messages=MSGS)
-        if async_:
-            first = await stream.__anext__()
-            await stream.aclose()
-        else:
-            first = next(stream)
-            stream.close()
-        return first
+        return await first_then_close(client.chat_stream(model=MODEL, messages=MSGS))
 
     with capture() as cap:
         first = drive(srv, async_, body)
@@ -303,21 +286,11 @@ def test_stream_cut_by_the_server_is_an_error(srv: FakeCohere, async_: bool) -> 
     srv.script(Reply(drop_after=3))
 
     async def body(client: Any) -> list[Any]:
-        seen: list[Any] = []
-        stream = client.chat_stream(model=MODEL, messages=MSGS)
-        if async_:
-            async for event in stream:
-                seen.append(event)
-        else:
-            seen.extend(stream)
-        return seen
+        return await drain(client.chat_stream(model=MODEL, messages=MSGS))
 
     with capture() as cap, pytest.raises(Exception) as info:
         drive(srv, async_, body)
-    doc, record = cut_short(cap)
-    assert record["error"]["type"].endswith(type(info.value).__name__)
-    assert record["llm"]["incomplete_reason"] == "error"
-    assert [e["type"] for e in doc["error_log"]] == [record["error"]["type"]]
+    cut_by_server(cap, info.value)
 
 
 # --------------------------------------------------------------------------- the rest
@@ -440,12 +413,9 @@ with FakeCohere() as srv:
 def test_sdk_imported_first_and_disable(run: Callable[..., Result], disabled: bool) -> None:
     """Import order does not matter; ``AGENTLOG_DISABLE=cohere`` turns the adapter off."""
     env = {"AGENTLOG_DISABLE": "cohere"} if disabled else {}
-    result = run(SDK_FIRST.format(tests=str(Path(__file__).resolve().parent)), **env)
-    assert result.returncode == 0, result.stderr
-    assert result.host_stderr() == "", result.stderr
-    (line,) = [x for x in result.stdout.splitlines() if x.startswith("RESULT")]
+    line, records = host_run(run, SDK_FIRST.format(tests=str(Path(__file__).resolve().parent)),
+                             **env)
     assert line == f"RESULT 2 {not disabled}"
-    records = llm_records(result.doc())
     assert len(records) == (0 if disabled else 2)
     if not disabled:
         assert [r["llm"]["streamed"] for r in records] == [False, True]

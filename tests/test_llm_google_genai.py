@@ -32,8 +32,19 @@ import agentlog
 from agentlog.testing import capture
 from fake_google import GOOGLE_KEY, FakeGoogle, google_client
 from fake_llm import Reply, load_cassette, replay
-from helpers import Result, validate_document
-from llm_testing import MODES, STREAMED, aw, drain, folded, llm_records, only_record
+from helpers import Result
+from llm_testing import (
+    MODES,
+    STREAMED,
+    aw,
+    cut_record,
+    drain,
+    first_then_close,
+    folded,
+    host_run,
+    only_record,
+    usage,
+)
 
 # google-genai's async client uses aiohttp when it is installed; aiohttp warns about the
 # SDK's subclass of its session (the SDK's warning, not ours).
@@ -76,24 +87,8 @@ def drive(srv: FakeGoogle, async_: bool, body: Callable[[Any], Awaitable[Any]],
 def usage_of(u: Any) -> dict[str, Any]:
     """What the record should say for an SDK ``usage_metadata``."""
     thoughts = u.thoughts_token_count
-    return {
-        "input_tokens": u.prompt_token_count,
-        "output_tokens": (u.candidates_token_count or 0) + (thoughts or 0),
-        "cache_read_input_tokens": u.cached_content_token_count,
-        "cache_write_input_tokens": None,
-        "reasoning_output_tokens": thoughts,
-    }
-
-
-def cut_record(cap: Any, srv: FakeGoogle) -> dict[str, Any]:
-    """The one record of the one request, for a stream that did not finish (``folded``
-    would want no ttft: here the first chunk did arrive)."""
-    assert srv.count() == 1
-    (record,) = llm_records(validate_document(cap.document()))
-    llm = record["llm"]
-    assert llm["incomplete"] is True and llm["streamed"] is True
-    assert 0 <= llm["ttft_ms"] <= llm["duration_ms"]
-    return record
+    return usage(u.prompt_token_count, (u.candidates_token_count or 0) + (thoughts or 0),
+                 cache_read=u.cached_content_token_count, reasoning=thoughts)
 
 
 def text_of(chunks: list[Any]) -> str:
@@ -317,14 +312,8 @@ def test_embed_content_records_counts_not_vectors(srv: FakeGoogle, async_: bool)
 @MODES
 def test_stream_closed_early_is_one_incomplete_record(srv: FakeGoogle, async_: bool) -> None:
     async def body(side: Any) -> Any:
-        stream = await aw(side.models.generate_content_stream(model=MODEL, contents=QUESTION))
-        if async_:
-            first = await stream.__anext__()
-            await stream.aclose()
-        else:
-            first = next(stream)
-            stream.close()
-        return first
+        return await first_then_close(await aw(side.models.generate_content_stream(
+            model=MODEL, contents=QUESTION)))
 
     with capture() as cap:
         first = drive(srv, async_, body)
@@ -502,12 +491,9 @@ def test_sdk_imported_first_and_disable(run: Callable[..., Result], disable: str
     """The SDK imported before agentlog is still recorded; ``AGENTLOG_DISABLE`` turns the
     adapter off (no patch, no record) by the SDK's name or its first part."""
     tests = str(Path(__file__).parent)
-    result = run(SDK_FIRST.format(tests=tests), AGENTLOG_DISABLE=disable)
-    assert result.returncode == 0, result.stderr
-    line = next(x for x in result.stdout.splitlines() if x.startswith("RESULT "))
+    line, records = host_run(run, SDK_FIRST.format(tests=tests), AGENTLOG_DISABLE=disable)
     found = json.loads(line[7:])
     assert found["requests"] == 2
-    records = llm_records(result.doc())
     assert found["patched"] is (not disable)
     assert len(records) == (0 if disable else 2)
 

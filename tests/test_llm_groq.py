@@ -21,7 +21,19 @@ import pytest
 from agentlog.testing import capture
 from fake_llm import FakeLLM, Reply, load_cassette, openai_client, replay
 from helpers import Result, validate_document
-from llm_testing import MODES, STREAMED, aw, drain, driver, folded, llm_records, only_record
+from llm_testing import (
+    MODES,
+    STREAMED,
+    aw,
+    drain,
+    driver,
+    first_then_close,
+    folded,
+    host_run,
+    llm_records,
+    only_record,
+    usage,
+)
 
 MODEL = "llama-3.3-70b-versatile"
 MSGS = [{"role": "system", "content": "Be brief."},
@@ -45,9 +57,7 @@ drive = driver(groq_client)
 
 
 def usage_of(u: Any) -> dict[str, Any]:
-    return {"input_tokens": u.prompt_tokens, "output_tokens": u.completion_tokens,
-            "cache_read_input_tokens": 0, "cache_write_input_tokens": None,
-            "reasoning_output_tokens": 0}
+    return usage(u.prompt_tokens, u.completion_tokens, cache_read=0, reasoning=0)
 
 
 @MODES
@@ -166,15 +176,8 @@ def test_stream_closed_early_is_incomplete(srv: FakeLLM, async_: bool) -> None:
     srv.script(Reply(model=MODEL, x_groq=True))
 
     async def body(client: Any) -> Any:
-        stream = await aw(client.chat.completions.create(model=MODEL, messages=MSGS,
-                                                         stream=True))
-        if async_:
-            first = await stream.__anext__()
-            await stream.close()
-        else:
-            first = next(stream)
-            stream.close()
-        return first
+        return await first_then_close(await aw(client.chat.completions.create(
+            model=MODEL, messages=MSGS, stream=True)))
 
     with capture() as cap:
         first = drive(srv, async_, body)
@@ -302,12 +305,9 @@ with FakeLLM() as srv:
 def test_sdk_imported_first_and_disable(run: Callable[..., Result], disabled: bool) -> None:
     """Import order does not matter; ``AGENTLOG_DISABLE=groq`` turns the adapter off."""
     env = {"AGENTLOG_DISABLE": "groq"} if disabled else {}
-    result = run(SDK_FIRST.format(tests=str(Path(__file__).resolve().parent)), **env)
-    assert result.returncode == 0, result.stderr
-    assert result.host_stderr() == "", result.stderr
-    (line,) = [x for x in result.stdout.splitlines() if x.startswith("RESULT")]
+    line, records = host_run(run, SDK_FIRST.format(tests=str(Path(__file__).resolve().parent)),
+                             **env)
     assert line == f"RESULT 2 {not disabled} {not disabled}"
-    records = llm_records(result.doc())
     assert len(records) == (0 if disabled else 2)
     if not disabled:
         assert all(r["llm"]["usage"]["input_tokens"] > 0 for r in records)

@@ -26,8 +26,6 @@ import asyncio
 import inspect
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -46,8 +44,8 @@ litellm = pytest.importorskip("litellm")
 from agentlog.testing import capture  # noqa: E402
 from fake_bedrock import ACCESS_KEY, CLAUDE, SECRET_KEY, FakeBedrock  # noqa: E402
 from fake_llm import FakeLLM, Reply  # noqa: E402
-from helpers import documents, script_env, validate_document  # noqa: E402
-from llm_testing import MODES, folded, llm_records, only_record  # noqa: E402
+from helpers import validate_document  # noqa: E402
+from llm_testing import MODES, folded, llm_records, on_and_off, only_record, usage  # noqa: E402
 
 MODEL = "gpt-4o-mini"
 MSGS = [{"role": "user", "content": "What is four plus five?"}]
@@ -149,13 +147,10 @@ def stream(srv: FakeLLM, async_: bool, **kw: Any) -> tuple[Any, list[Any]]:
 
 
 def usage_of(u: Any) -> dict[str, Any]:
-    return {
-        "input_tokens": u.prompt_tokens,
-        "output_tokens": u.completion_tokens,
-        "cache_read_input_tokens": u.prompt_tokens_details.cached_tokens,
-        "cache_write_input_tokens": getattr(u.prompt_tokens_details, "cache_write_tokens", None),
-        "reasoning_output_tokens": u.completion_tokens_details.reasoning_tokens,
-    }
+    details = u.prompt_tokens_details
+    return usage(u.prompt_tokens, u.completion_tokens, details.cached_tokens,
+                 getattr(details, "cache_write_tokens", None),
+                 u.completion_tokens_details.reasoning_tokens)
 
 
 # --------------------------------------------------------------------------- openai path
@@ -354,30 +349,13 @@ def test_bedrock_endpoint(async_: bool, streamed: bool) -> None:
 
 # --------------------------------------------------------------------------- process level
 
-NETWORK_GUARD = """
-import sys
-outside = []
-
-def audit(event, args):
-    # Any connection or name lookup beyond loopback is a failure of the test.
-    if event == "socket.connect":
-        host = args[1][0] if isinstance(args[1], tuple) else args[1]
-        if host not in ("127.0.0.1", "::1", "localhost"):
-            outside.append((event, args[1]))
-    elif event == "socket.getaddrinfo" and args[0] not in ("127.0.0.1", "localhost", "::1"):
-        outside.append((event, args[0]))
-
-sys.addaudithook(audit)
-"""
-
-
 def test_litellm_first_no_network_and_disable(tmp_path: Path) -> None:
     """litellm imported before agentlog is recorded; nothing leaves loopback at import or
     call time (with LITELLM_LOCAL_MODEL_COST_MAP); AGENTLOG_DISABLE=litellm,openai records
     nothing and leaves litellm unpatched. (Both hosts run at once: a litellm import and
     interpreter exit take seconds each.)"""
     tests = os.path.dirname(__file__)
-    source = NETWORK_GUARD + f"""
+    source = f"""
 sys.path.insert(0, {tests!r})
 import litellm
 import agentlog
@@ -391,21 +369,6 @@ with FakeLLM() as srv:
 print("patched", getattr(litellm.completion, "__agentlog_patched__", False))
 print("outside", outside)
 """
-    script = tmp_path / "host.py"
-    script.write_text(source)
-    hosts = {}
-    for name, extra in (("on", {}), ("off", {"AGENTLOG_DISABLE": "litellm,openai"})):
-        env = script_env(tmp_path / name, LITELLM_LOCAL_MODEL_COST_MAP="True", **extra)
-        hosts[name] = subprocess.Popen([sys.executable, str(script)], env=env, cwd=tmp_path,
-                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                       text=True)
-    out = {name: proc.communicate(timeout=240) for name, proc in hosts.items()}
-    for name, proc in hosts.items():
-        assert proc.returncode == 0, out[name][1]
-    assert "requests 2\npatched True\noutside []" in out["on"][0]
-    assert "requests 2\npatched False\noutside []" in out["off"][0]
-    (on,) = documents(tmp_path / "on")
-    (off,) = documents(tmp_path / "off")
-    assert on["metadata"]["totals"]["llm_calls"] == 2
+    on, _ = on_and_off(tmp_path, source, "litellm,openai", 240,
+                       LITELLM_LOCAL_MODEL_COST_MAP="True")
     assert {r["llm"]["provider"] for r in llm_records(on)} == {"openai"}
-    assert off["metadata"]["totals"]["llm_calls"] == 0

@@ -38,7 +38,19 @@ from agentlog.testing import capture
 from fake_llm import Reply, load_cassette, replay
 from fake_mistral import MISTRAL_KEY, FakeMistral, mistral_client, tool_id
 from helpers import Result, validate_document
-from llm_testing import MODES, STREAMED, aw, drain, folded, llm_records, only_record, opened
+from llm_testing import (
+    MODES,
+    STREAMED,
+    aw,
+    cut_record,
+    drain,
+    folded,
+    host_run,
+    llm_records,
+    only_record,
+    opened,
+    usage,
+)
 
 MODEL = "mistral-small-latest"
 MSGS = [{"role": "system", "content": "Be brief."},
@@ -78,24 +90,13 @@ def drive(srv: FakeMistral, async_: bool, body: Callable[[Any, Callable[..., Any
 
 def usage_of(u: Any) -> dict[str, Any]:
     details = getattr(u, "prompt_tokens_details", None)
-    return {"input_tokens": u.prompt_tokens, "output_tokens": u.completion_tokens,
-            "cache_read_input_tokens": details["cached_tokens"] if details else None,
-            "cache_write_input_tokens": None, "reasoning_output_tokens": None}
+    return usage(u.prompt_tokens, u.completion_tokens,
+                 details["cached_tokens"] if details else None)
 
 
 def text_of(events: list[Any]) -> str:
     return "".join(e.data.choices[0].delta.content or "" for e in events
                    if e.data.choices and isinstance(e.data.choices[0].delta.content, str))
-
-
-def cut_record(cap: Any, srv: FakeMistral) -> dict[str, Any]:
-    """The one record of the one request, for a stream that did not finish."""
-    assert srv.count() == 1
-    (record,) = llm_records(validate_document(cap.document()))
-    llm = record["llm"]
-    assert llm["incomplete"] is True and llm["streamed"] is True
-    assert 0 <= llm["ttft_ms"] <= llm["duration_ms"]
-    return record
 
 
 # --------------------------------------------------------------------------- chat
@@ -485,12 +486,9 @@ def test_import_order_and_disable(run: Callable[..., Result], order: str, disabl
     the adapter's turns it off: no patch, no record."""
     tests = str(Path(__file__).parent)
     source = SDK_FIRST if order == "sdk_first" else AGENTLOG_FIRST
-    result = run(source.format(tests=tests), AGENTLOG_DISABLE=disable)
-    assert result.returncode == 0, result.stderr
-    line = next(x for x in result.stdout.splitlines() if x.startswith("RESULT "))
+    line, records = host_run(run, source.format(tests=tests), AGENTLOG_DISABLE=disable)
     found = json.loads(line[7:])
     assert found["requests"] == 2 and found["patched"] is (not disable)
-    records = llm_records(result.doc())
     assert len(records) == (0 if disable else 2)
     assert all(r["llm"]["incomplete"] is False for r in records)
 

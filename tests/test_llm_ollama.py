@@ -30,11 +30,15 @@ from llm_testing import (
     STREAMED,
     aw,
     closed_port,
+    cut_by_server,
+    cut_short,
     drain,
     driver,
+    first_then_close,
     folded,
-    llm_records,
+    host_run,
     only_record,
+    usage,
 )
 
 MODEL = "llama3.2"
@@ -56,24 +60,13 @@ def srv() -> Iterator[FakeOllama]:
     assert not server.errors
 
 
-def cut_short(cap: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The document and its one record, for a stream that ended early (``folded`` expects
-    no time to first token there; a stream cut after its first part has one)."""
-    doc = validate_document(cap.document())
-    (record,) = llm_records(doc)
-    assert record["llm"]["incomplete"] is True
-    return doc, record
-
-
 def address(srv: FakeOllama) -> str:
     return srv.url.removeprefix("http://")
 
 
 def counts(final: Any) -> dict[str, Any]:
     """What the record should say for the SDK's last (or only) response."""
-    return {"input_tokens": final.prompt_eval_count, "output_tokens": final.eval_count,
-            "cache_read_input_tokens": None, "cache_write_input_tokens": None,
-            "reasoning_output_tokens": None}
+    return usage(final.prompt_eval_count, final.eval_count)
 
 
 # --------------------------------------------------------------------------- chat
@@ -267,14 +260,8 @@ def test_connection_error_is_recorded(srv: FakeOllama, async_: bool) -> None:
 @MODES
 def test_stream_closed_early_is_incomplete(srv: FakeOllama, async_: bool) -> None:
     async def body(client: Any) -> Any:
-        stream = await aw(client.chat(model=MODEL, messages=MSGS, stream=True))
-        if async_:
-            first = await stream.__anext__()
-            await stream.aclose()
-        else:
-            first = next(stream)
-            stream.close()
-        return first
+        return await first_then_close(await aw(client.chat(model=MODEL, messages=MSGS,
+                                                           stream=True)))
 
     with capture() as cap:
         first = drive(srv, async_, body)
@@ -302,21 +289,11 @@ def test_stream_cut_by_the_server_is_an_error(srv: FakeOllama, async_: bool) -> 
     srv.script(Reply(drop_after=2))
 
     async def body(client: Any) -> list[Any]:
-        seen: list[Any] = []
-        stream = await aw(client.chat(model=MODEL, messages=MSGS, stream=True))
-        if async_:
-            async for part in stream:
-                seen.append(part)
-        else:
-            seen.extend(stream)
-        return seen
+        return await drain(await aw(client.chat(model=MODEL, messages=MSGS, stream=True)))
 
     with capture() as cap, pytest.raises(Exception) as info:
         drive(srv, async_, body)
-    doc, record = cut_short(cap)
-    assert record["error"]["type"].endswith(type(info.value).__name__)
-    assert record["llm"]["incomplete_reason"] == "error"
-    assert [e["type"] for e in doc["error_log"]] == [record["error"]["type"]]
+    _, record = cut_by_server(cap, info.value)
     assert record["output_data"]["content"]  # the two parts that did arrive
 
 
@@ -455,13 +432,8 @@ def test_sdk_imported_first_and_disable(run: Callable[..., Result], disabled: bo
     """Import order does not matter; ``AGENTLOG_DISABLE=ollama`` turns the adapter off."""
     tests = str(Path(__file__).resolve().parent)
     env = {"AGENTLOG_DISABLE": "ollama"} if disabled else {}
-    result = run(SDK_FIRST.format(tests=tests), **env)
-    assert result.returncode == 0, result.stderr
-    assert result.host_stderr() == "", result.stderr
-    (line,) = [x for x in result.stdout.splitlines() if x.startswith("RESULT")]
+    line, records = host_run(run, SDK_FIRST.format(tests=tests), **env)
     assert line == f"RESULT 2 {not disabled}"
-    records = [ix for it in result.doc()["iterations"] for ix in it["interactions"]
-               if "llm" in ix]
     assert len(records) == (0 if disabled else 2)
     if not disabled:
         assert [r["llm"]["streamed"] for r in records] == [False, True]

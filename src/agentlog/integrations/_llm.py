@@ -7,7 +7,8 @@ response, the stream's end, ``close()``, an exception, garbage collection, or th
 of the run.
 
 Streams stay the SDK's own objects: only their ``_iterator`` is replaced by an observer
-that hands every item on unchanged.
+that hands every item on unchanged (a plain generator is handed back wrapped in one; a
+stream that is its own iterator has its class's ``__next__`` patched once).
 
 The caller's thread only notes that a call ended. Turning it into a record (reading the
 response, converting and capping content, journaling) happens in batches: on the journal's
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
 import os
 import sys
 import threading
@@ -29,6 +31,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextvars import ContextVar
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 from .. import _guard, _recorder, _redact, api
 from .._context import Scope, current
@@ -260,11 +263,72 @@ def _interruption(exc: BaseException) -> str:
     return "cancelled"
 
 
+# -- translation helpers, for the adapters ---------------------------------------------
 def get(obj: Any, name: str) -> Any:
     """``obj.name`` for SDK objects, ``obj[name]`` for the same data as parsed JSON."""
     if type(obj) is dict:
         return obj.get(name)
     return getattr(obj, name, None)
+
+
+def count(value: Any) -> int | None:
+    """A token count as reported, or None: a missing or oddly typed field is no count."""
+    return value if type(value) is int else None
+
+
+def usage(input_tokens: int | None, output_tokens: int | None, cache_read: int | None = None,
+          cache_write: int | None = None, reasoning: int | None = None) -> dict[str, Any]:
+    """The record's usage, whatever the provider called its counts."""
+    return {"input_tokens": input_tokens, "output_tokens": output_tokens,
+            "cache_read_input_tokens": cache_read, "cache_write_input_tokens": cache_write,
+            "reasoning_output_tokens": reasoning}
+
+
+def function_call(tc: Any) -> dict[str, Any]:
+    """An OpenAI-shaped tool call (``{"id", "function": {"name", "arguments"}}``)."""
+    fn = get(tc, "function")
+    return {"id": get(tc, "id"), "name": get(fn, "name"), "arguments": get(fn, "arguments")}
+
+
+def json_text(value: Any) -> Any:
+    """Tool-call arguments as the JSON text most providers send (some send an object)."""
+    return value if isinstance(value, str) or value is None else json.dumps(value)
+
+
+def embeddings_output(items: Any, key: str | None = None) -> dict[str, Any]:
+    """Counts, not vectors: how many, and the first one's length (its ``key`` field when
+    the items are objects holding a vector)."""
+    first = items[0] if items else None
+    if key is not None:
+        first = get(first, key)
+    return {"embeddings": len(items),
+            "dimensions": len(first) if isinstance(first, list) else None}
+
+
+def messages_output(messages: list[Any]) -> Outcome:
+    """One message is the output, several (one per choice) a list, none None; the tool
+    calls of all of them are the call's."""
+    out: Outcome = {"output": messages[0] if len(messages) == 1 else messages or None}
+    calls = [c for m in messages if isinstance(m, dict) for c in m.get("tool_calls") or ()]
+    if calls:
+        out["tool_calls"] = calls
+    return out
+
+
+_addresses: dict[str, tuple[str, str]] = {}
+
+
+def address(url: str) -> tuple[str, str]:
+    """(host, ``host:port`` or host) of a base URL; cached, since it is asked per call."""
+    found = _addresses.get(url)
+    if found is None:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        found = (host, f"{host}:{parts.port}" if parts.port else host)
+        if len(_addresses) > 64:
+            _addresses.clear()
+        _addresses[url] = found
+    return found
 
 
 def tool_names(tools: Any) -> list[Any]:
@@ -346,10 +410,27 @@ def observe_stream(stream: Any, call: Call, acc: Accumulator, is_async: bool,
     call.acc = acc
     setattr(stream, attr, (_AsyncObserver if is_async else _SyncObserver)(inner, call))
     _streams[stream] = call
+    cut_when_collected(stream, call)
+    return True
+
+
+def observe_in_place(patches: Any, stream: Any, call: Call, acc: Accumulator, sdk: str,
+                     attr: str = "_iterator") -> None:
+    """``observe_stream``, with the stream class's ``close`` hooked (``with`` calls it),
+    or the call cut, with a warning, when the stream has no ``attr`` to observe."""
+    cls = type(stream)
+    if observe_stream(stream, call, acc, hasattr(cls, "__anext__"), attr):
+        hook_close(patches, cls)
+    else:
+        warn_once(f"{sdk}.stream", f"cannot observe {cls.__qualname__} streams")
+        call.cut("agentlog could not observe this stream")
+
+
+def cut_when_collected(stream: Any, call: Call) -> None:
+    """Cut the call if the stream is dropped before its end."""
     # Must not reference the stream, or the stream could never be collected.
     call.finalizer = fin = weakref.finalize(stream, _collected, call)
     fin.atexit = False  # at exit the run closes open calls itself, before its document
-    return True
 
 
 def _collected(call: Call) -> None:
@@ -367,6 +448,40 @@ def stream_closed(stream: Any) -> None:
             passing = sys.exc_info()[1]
             call.cut("closed before its end" if passing is None or isinstance(passing, Exception)
                      else _interruption(passing))
+
+
+def _closed_by(closed: Callable[[Any], None]) -> Callable[[Any], Any]:
+    """``make`` for a ``close``/``aclose`` patch that tells ``closed`` once it has run."""
+
+    def make(original: Any) -> Any:
+        if inspect.iscoroutinefunction(original):
+
+            @functools.wraps(original)
+            async def aclose(self: Any, *args: Any, **kwargs: Any) -> Any:
+                try:
+                    return await original(self, *args, **kwargs)
+                finally:
+                    closed(self)
+
+            return aclose
+
+        @functools.wraps(original)
+        def close(self: Any, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return original(self, *args, **kwargs)
+            finally:
+                closed(self)
+
+        return close
+
+    return make
+
+
+def hook_close(patches: Any, cls: type) -> None:
+    """Have ``close`` on a stream class (where its MRO defines it) cut an open call."""
+    owner = next((k for k in cls.__mro__ if "close" in k.__dict__), None)
+    if owner is not None and owner is not object:
+        patches.apply(owner, "close", _closed_by(stream_closed))
 
 
 def _chunk(call: Call, item: Any) -> None:
@@ -618,8 +733,7 @@ def observe(result: Any, call: Call, acc: Accumulator, sdk: str) -> Any:
         warn_once(f"{sdk}.stream", f"cannot observe {cls.__qualname__} streams")
         call.cut("agentlog could not observe this stream")
         return result
-    call.finalizer = fin = weakref.finalize(wrapped, _collected, call)
-    fin.atexit = False
+    cut_when_collected(wrapped, call)
     return wrapped
 
 
@@ -663,3 +777,109 @@ async def _observed_async(inner: AsyncIterator[Any], call: Call) -> AsyncIterato
             call.cut("closed before its end")
         await observer.aclose()
         raise
+
+
+# -- streams that are their own iterators ----------------------------------------------
+# Such a stream (litellm's ``CustomStreamWrapper``) has no ``_iterator`` to stand in for:
+# its class's ``__next__``/``__anext__``/``close``/``aclose`` are patched once, and feed
+# the call of each stream a recorded call returned.
+class _Watch:
+    __slots__ = ("busy", "call", "ending")
+
+    def __init__(self, call: Call, ending: Callable[[Any, Call], None] | None) -> None:
+        self.call = call
+        self.ending = ending
+        self.busy = False
+
+
+_watched: weakref.WeakKeyDictionary[Any, _Watch] = weakref.WeakKeyDictionary()
+
+
+def watch_iterator(stream: Any, call: Call, acc: Accumulator,
+                   ending: Callable[[Any, Call], None] | None = None) -> None:
+    """Observe ``stream`` (its class hooked by ``hook_iterator_class``); ``ending(stream,
+    call)`` runs at its end, before the call closes."""
+    call.acc = acc
+    _watched[stream] = _Watch(call, ending)
+    cut_when_collected(stream, call)
+
+
+def hook_iterator_class(patches: Any, cls: type) -> None:
+    for name, make in (("__next__", _next_hook), ("__anext__", _anext_hook),
+                       ("close", _closed_by(_iterator_closed)),
+                       ("aclose", _closed_by(_iterator_closed))):
+        patches.apply(cls, name, make)
+
+
+def _iterator_ended(stream: Any, watch: _Watch, exc: BaseException | None) -> None:
+    with G_FINISH:
+        _watched.pop(stream, None)
+        if exc is None:
+            if watch.ending is not None:
+                watch.ending(stream, watch.call)
+            watch.call.done()
+        else:
+            watch.call.failed(exc)
+
+
+# The stream may close itself on its way out of ``__next__`` (litellm does, at the end or
+# on an error): ``busy`` tells that close from the caller's, which cuts the record short.
+def _next_hook(original: Any) -> Any:
+    @functools.wraps(original)
+    def __next__(self: Any) -> Any:
+        watch = _watched.get(self) if _watched else None
+        if watch is None:
+            return original(self)
+        # The request may be made only now (a lazily opened stream): still this call.
+        watch.busy = True
+        inside, quiet = IN_CALL.set(True), QUIET.set(True)
+        try:
+            item = original(self)
+        except StopIteration:
+            _iterator_ended(self, watch, None)
+            raise
+        except BaseException as exc:
+            _iterator_ended(self, watch, exc)
+            raise
+        finally:
+            QUIET.reset(quiet)
+            IN_CALL.reset(inside)
+            watch.busy = False
+        _chunk(watch.call, item)
+        return item
+
+    return __next__
+
+
+def _anext_hook(original: Any) -> Any:
+    @functools.wraps(original)
+    async def __anext__(self: Any) -> Any:
+        watch = _watched.get(self) if _watched else None
+        if watch is None:
+            return await original(self)
+        watch.busy = True
+        inside, quiet = IN_CALL.set(True), QUIET.set(True)
+        try:
+            item = await original(self)
+        except StopAsyncIteration:
+            _iterator_ended(self, watch, None)
+            raise
+        except BaseException as exc:
+            _iterator_ended(self, watch, exc)
+            raise
+        finally:
+            QUIET.reset(quiet)
+            IN_CALL.reset(inside)
+            watch.busy = False
+        _chunk(watch.call, item)
+        return item
+
+    return __anext__
+
+
+def _iterator_closed(stream: Any) -> None:
+    with G_FINISH:
+        watch = _watched.get(stream)
+        if watch is not None and not watch.busy:
+            _watched.pop(stream, None)
+            watch.call.cut("closed before its end")

@@ -10,7 +10,6 @@ their type; ``close`` is hooked on the stream classes as they are met.
 from __future__ import annotations
 
 import functools
-import inspect
 import weakref
 from types import ModuleType
 from typing import Any, Protocol
@@ -135,11 +134,7 @@ def _settle(tr: Translator, call: Call, result: Any) -> None:
     if _is_raw(cls) and hasattr(result, "http_response"):
         _await_parse(tr, call, result)
     elif call.req.streamed:
-        if _llm.observe_stream(result, call, tr.accumulator(call.req), hasattr(cls, "__anext__")):
-            _hook_close(cls)
-        else:
-            _llm.warn_once(f"{tr.name}.stream", f"cannot observe {cls.__qualname__} streams")
-            call.cut("agentlog could not observe this stream")
+        _llm.observe_in_place(PATCHES, result, call, tr.accumulator(call.req), tr.name)
     else:
         call.done(tr.response, result)
 
@@ -211,40 +206,12 @@ def _never_parsed(tr: Translator, call: Call, http_response: Any) -> None:
 
 
 # -- closing streams --------------------------------------------------------------------
-def _close_hook(original: Any) -> Any:
-    if inspect.iscoroutinefunction(original):
-
-        @functools.wraps(original)
-        async def aclose(self: Any, *args: Any, **kwargs: Any) -> Any:
-            try:
-                return await original(self, *args, **kwargs)
-            finally:
-                _llm.stream_closed(self)
-
-        return aclose
-
-    @functools.wraps(original)
-    def close(self: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return original(self, *args, **kwargs)
-        finally:
-            _llm.stream_closed(self)
-
-    return close
-
-
-def _hook_close(cls: type) -> None:
-    owner = next((k for k in cls.__mro__ if "close" in k.__dict__), None)
-    if owner is not None and owner is not object:
-        PATCHES.apply(owner, "close", _close_hook)
-
-
 def hook_helper_streams(module: ModuleType, names: tuple[str, ...]) -> None:
     """Helper streams (``.stream()`` managers) that close their response directly."""
     for name in names:
         cls = getattr(module, name, None)
         if isinstance(cls, type):
-            _hook_close(cls)
+            _llm.hook_close(PATCHES, cls)
 
 
 def install(tr: Translator, base_client: ModuleType) -> None:

@@ -12,8 +12,8 @@ import json
 from types import ModuleType
 from typing import Any
 
-from . import _stainless
-from ._llm import Outcome, Request, get, given
+from . import _llm, _stainless
+from ._llm import Outcome, Request, count, get, given
 
 _NOT_PARAMS = frozenset({"messages", "system", "model", "stream"})
 
@@ -24,24 +24,16 @@ def _is_messages(options: Any) -> bool:
     return str(getattr(options, "url", "")).split("?", 1)[0].endswith("/messages")
 
 
-def _int(value: Any) -> int | None:
-    return value if type(value) is int else None
-
-
 def usage(u: Any) -> dict[str, Any] | None:
-    """Anthropic counts cached input apart; ours includes it, as OpenTelemetry does."""
+    """Anthropic counts cached input apart; ours includes it, as OpenTelemetry does.
+    Thinking is billed within output_tokens: no reasoning count of its own."""
     if u is None:
         return None
-    fresh = _int(get(u, "input_tokens"))
-    read = _int(get(u, "cache_read_input_tokens"))
-    write = _int(get(u, "cache_creation_input_tokens"))
-    return {
-        "input_tokens": None if fresh is None else fresh + (read or 0) + (write or 0),
-        "output_tokens": _int(get(u, "output_tokens")),
-        "cache_read_input_tokens": read,
-        "cache_write_input_tokens": write,
-        "reasoning_output_tokens": None,  # thinking is billed within output_tokens
-    }
+    fresh = count(get(u, "input_tokens"))
+    read = count(get(u, "cache_read_input_tokens"))
+    write = count(get(u, "cache_creation_input_tokens"))
+    return _llm.usage(None if fresh is None else fresh + (read or 0) + (write or 0),
+                      count(get(u, "output_tokens")), read, write)
 
 
 def _blocks(content: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:

@@ -23,7 +23,7 @@ from typing import Any
 
 from .._patching import Patches
 from . import _llm
-from ._llm import G_FINISH, Call, Outcome, Request, get
+from ._llm import G_FINISH, Call, Outcome, Request, count, get
 
 PATCHES = Patches()
 PROVIDER = "aws-bedrock"  # genai-prices calls it "aws" (mapped in _pricing)
@@ -36,10 +36,6 @@ _OPERATIONS = {
     "InvokeModelWithResponseStream": ("invoke_model", True),
 }
 _NOT_PARAMS = frozenset({"messages", "system", "modelId", "body", "prompt", "inputText"})
-
-
-def _int(value: Any) -> int | None:
-    return value if type(value) is int else None
 
 
 def _server(client: Any) -> str | None:
@@ -107,17 +103,12 @@ def _invoke_request(params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
 def _usage(u: Any) -> dict[str, Any] | None:
     if not isinstance(u, dict):
         return None
-    read = _int(u.get("cacheReadInputTokens"))
-    write = _int(u.get("cacheWriteInputTokens"))
-    given = _int(u.get("inputTokens"))
-    return {
-        # Bedrock's inputTokens leave out cached ones (as Anthropic's do).
-        "input_tokens": None if given is None else given + (read or 0) + (write or 0),
-        "output_tokens": _int(u.get("outputTokens")),
-        "cache_read_input_tokens": read,
-        "cache_write_input_tokens": write,
-        "reasoning_output_tokens": None,
-    }
+    read = count(u.get("cacheReadInputTokens"))
+    write = count(u.get("cacheWriteInputTokens"))
+    given = count(u.get("inputTokens"))
+    # Bedrock's inputTokens leave out cached ones (as Anthropic's do).
+    return _llm.usage(None if given is None else given + (read or 0) + (write or 0),
+                      count(u.get("outputTokens")), read, write)
 
 
 def _message(texts: list[str], calls: list[dict[str, Any]]) -> dict[str, Any]:
@@ -156,9 +147,7 @@ def _invoke_outcome(req: Request, obj: Any) -> Outcome:
     made = headers.get("x-amzn-bedrock-output-token-count")
     out: Outcome = {"response_id": _request_id(obj), "output": None}
     if isinstance(given, str) and given.isdigit() and isinstance(made, str) and made.isdigit():
-        out["usage"] = {"input_tokens": int(given), "output_tokens": int(made),
-                        "cache_read_input_tokens": None, "cache_write_input_tokens": None,
-                        "reasoning_output_tokens": None}
+        out["usage"] = _llm.usage(int(given), int(made))
     else:
         out["usage"] = None
         out["usage_missing_reason"] = "Bedrock sent no token-count headers"
@@ -248,10 +237,8 @@ class _InvokeEvents:
         out: Outcome = {"response_model": model, "output": _message(texts, []),
                         "finish_reasons": reasons, "usage": None}
         if isinstance(metrics, dict):
-            out["usage"] = {"input_tokens": _int(metrics.get("inputTokenCount")),
-                            "output_tokens": _int(metrics.get("outputTokenCount")),
-                            "cache_read_input_tokens": None, "cache_write_input_tokens": None,
-                            "reasoning_output_tokens": None}
+            out["usage"] = _llm.usage(count(metrics.get("inputTokenCount")),
+                                      count(metrics.get("outputTokenCount")))
         else:
             out["usage_missing_reason"] = "the stream ended before Bedrock's invocation metrics"
         return out
@@ -295,8 +282,7 @@ class Hooks:
             return result
         acc = _ConverseEvents() if req.operation == "chat" else _InvokeEvents()
         _watched[stream] = [call, acc]
-        call.finalizer = fin = weakref.finalize(stream, _collected, call)
-        fin.atexit = False  # at exit the run closes open calls itself
+        _llm.cut_when_collected(stream, call)
         return result
 
     def raised(self, call: Call, args: tuple[Any, ...], exc: BaseException) -> None:
@@ -310,11 +296,6 @@ class Hooks:
 _watched: weakref.WeakKeyDictionary[Any, list[Any]] = weakref.WeakKeyDictionary()
 """EventStream -> [its call, its accumulator (None once iteration began)]."""
 _stream_classes: set[type] = set()
-
-
-def _collected(call: Call) -> None:
-    with G_FINISH:
-        call.cut("the stream was garbage-collected before its end")
 
 
 def _iter_hook(original: Any) -> Any:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 from typing import Any
-from urllib.parse import urlsplit
 
 from .._patching import Patches
 from . import _llm, _stainless
@@ -22,7 +21,6 @@ from ._llm import Outcome, Request, get
 PATCHES = Patches()
 
 _NOT_PARAMS = frozenset({"model", "messages", "texts", "images", "inputs", "stream"})
-_servers: dict[str, tuple[str, str]] = {}
 
 
 def _number(value: Any) -> int | None:
@@ -39,10 +37,7 @@ def usage(u: Any) -> dict[str, Any] | None:
     counts = get(u, "billed_units") or get(u, "tokens")
     if counts is None:
         return None
-    return {"input_tokens": _number(get(counts, "input_tokens")),
-            "output_tokens": _number(get(counts, "output_tokens")),
-            "cache_read_input_tokens": None, "cache_write_input_tokens": None,
-            "reasoning_output_tokens": None}
+    return _llm.usage(_number(get(counts, "input_tokens")), _number(get(counts, "output_tokens")))
 
 
 def _wrapper(client: Any) -> Any:
@@ -53,25 +48,12 @@ def _wrapper(client: Any) -> Any:
 
 
 def _server(wrapper: Any) -> tuple[str, str | None]:
-    """(provider, address) from the client's base URL, cached per URL."""
+    """(provider, address) from the client's base URL."""
     base = wrapper.get_base_url() if wrapper is not None else None
     if not isinstance(base, str):
         return "cohere", None
-    found = _servers.get(base)
-    if found is None:
-        parts = urlsplit(base)
-        host = parts.hostname or ""
-        address = f"{host}:{parts.port}" if parts.port else host
-        found = (_stainless.provider_for(host, "cohere"), address)
-        if len(_servers) > 64:
-            _servers.clear()
-        _servers[base] = found
-    return found
-
-
-def _tool_call(tc: Any) -> dict[str, Any]:
-    fn = get(tc, "function")
-    return {"id": get(tc, "id"), "name": get(fn, "name"), "arguments": get(fn, "arguments")}
+    host, address = _llm.address(base)
+    return _stainless.provider_for(host, "cohere"), address
 
 
 def _message(text: str | None, thinking: str | None, plan: str | None,
@@ -133,7 +115,7 @@ class CohereTranslator:
                 texts.append(get(item, "text") or "")
             elif kind == "thinking":
                 thinking.append(get(item, "thinking") or "")
-        calls = [_tool_call(tc) for tc in get(message, "tool_calls") or ()]
+        calls = [_llm.function_call(tc) for tc in get(message, "tool_calls") or ()]
         out["output"] = _message("".join(texts) if texts else None, "".join(thinking) or None,
                                  get(message, "tool_plan"), calls)
         reason = get(obj, "finish_reason")
@@ -150,10 +132,7 @@ class CohereTranslator:
 def _embeddings(by_type: Any) -> dict[str, Any]:
     """Counts, not vectors: the first embedding type's number and length of vectors."""
     fields = by_type if isinstance(by_type, dict) else getattr(by_type, "__dict__", {})
-    vectors = next((v for v in fields.values() if isinstance(v, list)), [])
-    first = vectors[0] if vectors else None
-    return {"embeddings": len(vectors),
-            "dimensions": len(first) if isinstance(first, list) else None}
+    return _llm.embeddings_output(next((v for v in fields.values() if isinstance(v, list)), []))
 
 
 class _Stream:
@@ -190,7 +169,7 @@ class _Stream:
                 call["arguments"] += piece
         elif kind == "tool-call-start":
             tc = getattr(message, "tool_calls", None)
-            start = _tool_call(tc)
+            start = _llm.function_call(tc)
             start["arguments"] = start["arguments"] or ""
             self.calls[getattr(event, "index", None) or 0] = start
         elif kind == "tool-plan-delta":

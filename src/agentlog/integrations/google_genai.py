@@ -11,14 +11,12 @@ recorded call. An SDK without those methods gets its public ones patched instead
 
 from __future__ import annotations
 
-import json
 from types import ModuleType
 from typing import Any
-from urllib.parse import urlsplit
 
 from .._patching import Patches
 from . import _llm
-from ._llm import Outcome, Request, get
+from ._llm import Outcome, Request, count, get
 
 PATCHES = Patches()
 
@@ -26,24 +24,13 @@ PATCHES = Patches()
 # (http_options carries headers) or opaque bytes (continuation_token).
 _SKIP = frozenset({"system_instruction", "http_options", "continuation_token"})
 
-_servers: dict[str, tuple[str, str]] = {}
-
-
 def _server(client: Any) -> tuple[str, str | None]:
     """(provider, server address) of an API client: Vertex AI or the Gemini API."""
     provider = "google-vertex" if getattr(client, "vertexai", False) else "google"
     base = getattr(getattr(client, "_http_options", None), "base_url", None)
     if not isinstance(base, str):
         return provider, None
-    address = _servers.get(base)
-    if address is None:
-        parts = urlsplit(base)
-        address = (parts.hostname or "", f"{parts.hostname}:{parts.port}" if parts.port
-                   else parts.hostname or "")
-        if len(_servers) > 64:
-            _servers.clear()
-        _servers[base] = address
-    return provider, address[1] or None
+    return provider, _llm.address(base)[1] or None
 
 
 def _model(name: Any) -> str | None:
@@ -131,27 +118,20 @@ class GoogleTranslator:
         return _Fold()
 
 
-def _int(value: Any) -> int | None:
-    return value if type(value) is int else None
-
-
 def usage(u: Any) -> dict[str, Any] | None:
     """``usage_metadata``: the prompt count already includes cached tokens; thoughts are
     billed as output, and counted in it here as OpenAI counts reasoning."""
     if u is None:
         return None
-    prompt = _int(get(u, "prompt_token_count"))
-    tool_prompt = _int(get(u, "tool_use_prompt_token_count"))
-    candidates = _int(get(u, "candidates_token_count"))
-    thoughts = _int(get(u, "thoughts_token_count"))
-    return {
-        "input_tokens": None if prompt is None else prompt + (tool_prompt or 0),
-        "output_tokens": None if candidates is None and thoughts is None
+    prompt = count(get(u, "prompt_token_count"))
+    tool_prompt = count(get(u, "tool_use_prompt_token_count"))
+    candidates = count(get(u, "candidates_token_count"))
+    thoughts = count(get(u, "thoughts_token_count"))
+    return _llm.usage(
+        None if prompt is None else prompt + (tool_prompt or 0),
+        None if candidates is None and thoughts is None
         else (candidates or 0) + (thoughts or 0),
-        "cache_read_input_tokens": _int(get(u, "cached_content_token_count")),
-        "cache_write_input_tokens": None,
-        "reasoning_output_tokens": thoughts,
-    }
+        cache_read=count(get(u, "cached_content_token_count")), reasoning=thoughts)
 
 
 def _reason(value: Any) -> str:
@@ -190,8 +170,7 @@ class _Fold:
                     args = getattr(fc, "args", None)
                     fold[2].append({"id": getattr(fc, "id", None),
                                     "name": getattr(fc, "name", None),
-                                    "arguments": args if isinstance(args, str) or args is None
-                                    else json.dumps(args)})
+                                    "arguments": _llm.json_text(args)})
             reason = getattr(cand, "finish_reason", None)
             if reason is not None:
                 self.reasons[index] = _reason(reason)
@@ -201,7 +180,6 @@ class _Fold:
 
     def outcome(self) -> Outcome:
         outputs = []
-        calls: list[dict[str, Any]] = []
         for index in sorted(self.cands):
             texts, thoughts, fcs = self.cands[index]
             msg: dict[str, Any] = {"role": "assistant", "content": "".join(texts) or None}
@@ -209,27 +187,17 @@ class _Fold:
                 msg["thinking"] = "".join(thoughts)
             if fcs:
                 msg["tool_calls"] = fcs
-                calls.extend(fcs)
             outputs.append(msg)
-        out: Outcome = {
-            "response_model": self.model,
-            "response_id": self.id,
-            "output": outputs[0] if len(outputs) == 1 else outputs or None,
-            "finish_reasons": [self.reasons[i] for i in sorted(self.reasons)],
-            "usage": usage(self.usage),
-        }
-        if calls:
-            out["tool_calls"] = calls
-        return out
+        return {"response_model": self.model, "response_id": self.id,
+                "finish_reasons": [self.reasons[i] for i in sorted(self.reasons)],
+                "usage": usage(self.usage), **_llm.messages_output(outputs)}
 
 
 def _embeddings(obj: Any) -> Outcome:
     items = get(obj, "embeddings") or []
-    first = get(items[0], "values") if items else None
-    out: Outcome = {"output": {"embeddings": len(items),
-                               "dimensions": len(first) if isinstance(first, list) else None}}
+    out: Outcome = {"output": _llm.embeddings_output(items, "values")}
     u = get(obj, "usage_metadata")
-    tokens = _int(get(u, "prompt_token_count")) if u is not None else None
+    tokens = count(get(u, "prompt_token_count")) if u is not None else None
     if tokens is None:  # Vertex AI counts per embedding
         counts = [get(get(e, "statistics"), "token_count") for e in items]
         if counts and all(isinstance(c, (int, float)) for c in counts):
@@ -238,9 +206,7 @@ def _embeddings(obj: Any) -> Outcome:
         out["usage"] = None
         out["usage_missing_reason"] = "the provider reported no token usage for embeddings"
     else:
-        out["usage"] = {"input_tokens": tokens, "output_tokens": 0,
-                        "cache_read_input_tokens": None, "cache_write_input_tokens": None,
-                        "reasoning_output_tokens": None}
+        out["usage"] = _llm.usage(tokens, 0)
     return out
 
 

@@ -14,16 +14,14 @@ what it returns (resolving it beforehand would print to stdout for unknown model
 
 from __future__ import annotations
 
-import functools
-import weakref
 from types import ModuleType
 from typing import Any
 from urllib.parse import urlsplit
 
 from .._patching import Patches
 from . import _llm
-from ._llm import G_FINISH, IN_CALL, Call, FunctionHooks, Outcome, Request, get
-from ._resources import QUIET
+from ._llm import Call, FunctionHooks, Outcome, Request, count, get
+from .openai import _ChoicesStream, choices_outcome
 
 PATCHES = Patches()
 
@@ -58,29 +56,16 @@ def _server(api_base: Any) -> str | None:
         return None
 
 
-def _int(value: Any) -> int | None:
-    return value if type(value) is int else None
-
-
 def _usage(u: Any) -> dict[str, Any] | None:
     """litellm's OpenAI-shaped usage (prompt tokens include cached ones); ``None`` for its
     ``UnreportedUsage`` placeholder, which means the provider said nothing."""
     if u is None or type(u).__name__ == "UnreportedUsage":
         return None
     prompt = get(u, "prompt_tokens_details")
-    return {
-        "input_tokens": _int(get(u, "prompt_tokens")),
-        "output_tokens": _int(get(u, "completion_tokens")),
-        "cache_read_input_tokens": _int(get(prompt, "cached_tokens")),
-        "cache_write_input_tokens": _int(get(prompt, "cache_write_tokens")),
-        "reasoning_output_tokens": _int(
-            get(get(u, "completion_tokens_details"), "reasoning_tokens")),
-    }
-
-
-def _tool_call(tc: Any) -> dict[str, Any]:
-    fn = get(tc, "function")
-    return {"id": get(tc, "id"), "name": get(fn, "name"), "arguments": get(fn, "arguments")}
+    return _llm.usage(
+        count(get(u, "prompt_tokens")), count(get(u, "completion_tokens")),
+        count(get(prompt, "cached_tokens")), count(get(prompt, "cache_write_tokens")),
+        count(get(get(u, "completion_tokens_details"), "reasoning_tokens")))
 
 
 class Translator:
@@ -119,31 +104,10 @@ class Translator:
         out: Outcome = {"response_model": get(obj, "model"), "response_id": get(obj, "id"),
                         "usage": _usage(get(obj, "usage"))}
         if req.operation == "embeddings":
-            items = get(obj, "data") or []
-            first = get(items[0], "embedding") if items else None
-            out["output"] = {"embeddings": len(items),
-                             "dimensions": len(first) if isinstance(first, list) else None}
+            out["output"] = _llm.embeddings_output(get(obj, "data") or [], "embedding")
             return out
-        outputs = []
-        calls: list[dict[str, Any]] = []
-        reasons = []
-        for choice in get(obj, "choices") or ():
-            reason = get(choice, "finish_reason")
-            if reason is not None:
-                reasons.append(str(reason))
-            message = get(choice, "message")
-            msg: dict[str, Any] = {"role": get(message, "role") or "assistant",
-                                   "content": get(message, "content")}
-            tcs = [_tool_call(tc) for tc in get(message, "tool_calls") or ()]
-            if tcs:
-                msg["tool_calls"] = tcs
-                calls.extend(tcs)
-            outputs.append(msg)
-        out["output"] = outputs[0] if len(outputs) == 1 else outputs
-        out["finish_reasons"] = reasons
-        if calls:
-            out["tool_calls"] = calls
-        return out
+        # litellm's messages have a ``refusal`` field, but the record has never shown it.
+        return {**out, **choices_outcome(get(obj, "choices"), refusals=False)}
 
     def accumulator(self, req: Request) -> _Chunks:
         return _Chunks()
@@ -171,50 +135,13 @@ class _Chunks:
                 self.reported = usage
 
     def outcome(self) -> Outcome:
-        text: dict[int, list[str]] = {}
-        calls: dict[tuple[int, int], dict[str, Any]] = {}
-        reasons: dict[int, str] = {}
-        usage = None
+        fold = _ChoicesStream(False, {})
         for chunk in self.items:
-            for choice in getattr(chunk, "choices", None) or ():
-                index = getattr(choice, "index", None) or 0
-                delta = getattr(choice, "delta", None)
-                piece = getattr(delta, "content", None)
-                if piece:
-                    text.setdefault(index, []).append(piece)
-                for d in getattr(delta, "tool_calls", None) or ():
-                    call = calls.setdefault((index, getattr(d, "index", None) or 0),
-                                            {"id": None, "name": None, "arguments": ""})
-                    if getattr(d, "id", None):
-                        call["id"] = d.id
-                    fn: Any = getattr(d, "function", None)
-                    if getattr(fn, "name", None):
-                        call["name"] = fn.name
-                    if getattr(fn, "arguments", None):
-                        call["arguments"] += fn.arguments
-                reason = getattr(choice, "finish_reason", None)
-                if reason:
-                    reasons[index] = reason
-            usage = getattr(chunk, "usage", None) or usage
+            fold.add(chunk)
         first = self.items[0] if self.items else None
-        outputs: list[Any] = []
-        all_calls = []
-        for i in sorted(set(text) | set(reasons) | {i for i, _ in calls}):
-            msg: dict[str, Any] = {"role": "assistant", "content": "".join(text.get(i, ())) or None}
-            mine = [c for (ci, _), c in sorted(calls.items()) if ci == i]
-            if mine:
-                msg["tool_calls"] = mine
-                all_calls.extend(mine)
-            outputs.append(msg)
-        out: Outcome = {
-            "response_model": getattr(first, "model", None),
-            "response_id": getattr(first, "id", None),
-            "output": outputs[0] if len(outputs) == 1 else outputs or None,
-            "finish_reasons": [reasons[i] for i in sorted(reasons)],
-            "usage": _usage(usage or self.reported),
-        }
-        if all_calls:
-            out["tool_calls"] = all_calls
+        out: Outcome = {"response_model": getattr(first, "model", None),
+                        "response_id": getattr(first, "id", None),
+                        "usage": _usage(fold.usage or self.reported), **fold.choices()}
         if out["usage"] is None:
             out["usage_missing_reason"] = (
                 "the provider reported no usage in the stream (litellm's own estimate is "
@@ -238,7 +165,7 @@ class _Hooks(FunctionHooks):
         _resolved(req, resolved, hidden.get("api_base") if hidden else None)
         if req.streamed:
             if type(result) in _stream_classes:
-                _watch(result, call, self.tr.accumulator(req))
+                _llm.watch_iterator(result, call, self.tr.accumulator(req), _ending)
             else:
                 _llm.warn_once("litellm.stream", f"cannot observe {type(result).__name__}")
                 call.cut("agentlog could not observe this stream")
@@ -270,40 +197,13 @@ def _resolved(req: Request, provider: Any, api_base: Any) -> None:
 
 
 # -- CustomStreamWrapper: its own iterator -------------------------------------------------
-class _Watch:
-    __slots__ = ("busy", "call")
-
-    def __init__(self, call: Call) -> None:
-        self.call = call
-        self.busy = False
-
-
-_watched: weakref.WeakKeyDictionary[Any, _Watch] = weakref.WeakKeyDictionary()
 _stream_classes: set[type] = set()
 
 
-def _watch(stream: Any, call: Call, acc: Any) -> None:
-    call.acc = acc
-    _watched[stream] = _Watch(call)
-    call.finalizer = fin = weakref.finalize(stream, _collected, call)
-    fin.atexit = False  # at exit the run closes open calls itself
-
-
-def _collected(call: Call) -> None:
-    with G_FINISH:
-        call.cut("the stream was garbage-collected before its end")
-
-
-def _ended(stream: Any, watch: _Watch, exc: BaseException | None) -> None:
-    with G_FINISH:
-        _watched.pop(stream, None)
-        if exc is None:
-            acc = watch.call.acc
-            if isinstance(acc, _Chunks):
-                acc.reported = _reported(stream) or acc.reported
-            watch.call.done()
-        else:
-            watch.call.failed(exc)
+def _ending(stream: Any, call: Call) -> None:
+    acc = call.acc
+    if isinstance(acc, _Chunks):
+        acc.reported = _reported(stream) or acc.reported
 
 
 def _reported(stream: Any) -> Any:
@@ -315,91 +215,6 @@ def _reported(stream: Any) -> Any:
         if usage is not None and type(usage).__name__ != "UnreportedUsage":
             return usage
     return None
-
-
-# litellm closes the stream itself on its way out of ``__next__`` (at the end, or on an
-# error): ``busy`` tells that close from the caller's, which cuts the record short.
-def _next_hook(original: Any) -> Any:
-    @functools.wraps(original)
-    def __next__(self: Any) -> Any:
-        watch = _watched.get(self) if _watched else None
-        if watch is None:
-            return original(self)
-        # The request may be made only now (a lazily opened stream): still this call.
-        watch.busy = True
-        inside, quiet = IN_CALL.set(True), QUIET.set(True)
-        try:
-            item = original(self)
-        except StopIteration:
-            _ended(self, watch, None)
-            raise
-        except BaseException as exc:
-            _ended(self, watch, exc)
-            raise
-        finally:
-            QUIET.reset(quiet)
-            IN_CALL.reset(inside)
-            watch.busy = False
-        _llm._chunk(watch.call, item)
-        return item
-
-    return __next__
-
-
-def _anext_hook(original: Any) -> Any:
-    @functools.wraps(original)
-    async def __anext__(self: Any) -> Any:
-        watch = _watched.get(self) if _watched else None
-        if watch is None:
-            return await original(self)
-        watch.busy = True
-        inside, quiet = IN_CALL.set(True), QUIET.set(True)
-        try:
-            item = await original(self)
-        except StopAsyncIteration:
-            _ended(self, watch, None)
-            raise
-        except BaseException as exc:
-            _ended(self, watch, exc)
-            raise
-        finally:
-            QUIET.reset(quiet)
-            IN_CALL.reset(inside)
-            watch.busy = False
-        _llm._chunk(watch.call, item)
-        return item
-
-    return __anext__
-
-
-def _closing(stream: Any) -> None:
-    with G_FINISH:
-        watch = _watched.get(stream)
-        if watch is not None and not watch.busy:
-            _watched.pop(stream, None)
-            watch.call.cut("closed before its end")
-
-
-def _close_hook(original: Any) -> Any:
-    @functools.wraps(original)
-    def close(self: Any) -> Any:
-        try:
-            return original(self)
-        finally:
-            _closing(self)
-
-    return close
-
-
-def _aclose_hook(original: Any) -> Any:
-    @functools.wraps(original)
-    async def aclose(self: Any) -> Any:
-        try:
-            return await original(self)
-        finally:
-            _closing(self)
-
-    return aclose
 
 
 _ENTRY_POINTS = (
@@ -424,9 +239,7 @@ def install(module: ModuleType) -> None:
     if not isinstance(cls, type):  # not where it has been: streams are cut, with a warning
         return
     _stream_classes.add(cls)
-    for name, make in (("__next__", _next_hook), ("__anext__", _anext_hook),
-                       ("close", _close_hook), ("aclose", _aclose_hook)):
-        PATCHES.apply(cls, name, make)
+    _llm.hook_iterator_class(PATCHES, cls)
 
 
 def uninstall() -> None:

@@ -12,16 +12,13 @@ type (``EventStream``/``EventStreamAsync``): the observer takes the place of the
 from __future__ import annotations
 
 import functools
-import inspect
-import json
 from types import ModuleType
 from typing import Any
-from urllib.parse import urlsplit
 
 from .._imports import forget, when_imported
 from .._patching import Patches
 from . import _llm
-from ._llm import Call, FunctionHooks, Outcome, Request, get
+from ._llm import Call, FunctionHooks, Outcome, Request, count, get
 
 PATCHES = Patches()
 
@@ -41,9 +38,6 @@ _METHODS = {"chat": (("complete", False), ("stream", True)),
 _SKIP = frozenset({"messages", "inputs", "model", "stream", "retries", "server_url",
                    "timeout_ms", "http_headers"})
 
-_addresses: dict[str, str] = {}
-
-
 def _address(sdk: Any, server_url: Any) -> str | None:
     url = server_url
     if not isinstance(url, str):
@@ -52,14 +46,7 @@ def _address(sdk: Any, server_url: Any) -> str | None:
             url = config.get_server_details()[0]  # type: ignore[union-attr]
         except Exception:  # noqa: BLE001 - an odd configuration: the address is optional
             return None
-    address = _addresses.get(url)
-    if address is None:
-        parts = urlsplit(url)
-        address = f"{parts.hostname}:{parts.port}" if parts.port else parts.hostname or ""
-        if len(_addresses) > 64:
-            _addresses.clear()
-        _addresses[url] = address
-    return address or None
+    return _llm.address(url)[1] or None
 
 
 def _tools(tools: Any) -> Any:
@@ -104,10 +91,7 @@ class MistralTranslator:
         out: Outcome = {"response_model": get(obj, "model"), "response_id": get(obj, "id"),
                         "usage": usage(get(obj, "usage"))}
         if req.operation == "embeddings":
-            items = get(obj, "data") or []
-            first = get(items[0], "embedding") if items else None
-            out["output"] = {"embeddings": len(items),
-                             "dimensions": len(first) if isinstance(first, list) else None}
+            out["output"] = _llm.embeddings_output(get(obj, "data") or [], "embedding")
             return out
         fold = _Choices()
         for choice in get(obj, "choices") or ():
@@ -123,25 +107,12 @@ class MistralTranslator:
         return _Stream()
 
 
-def _int(value: Any) -> int | None:
-    return value if type(value) is int else None
-
-
 def usage(u: Any) -> dict[str, Any] | None:
     """OpenAI's shape; cached prompt tokens (already in prompt_tokens) when reported."""
     if u is None:
         return None
-    return {
-        "input_tokens": _int(get(u, "prompt_tokens")),
-        "output_tokens": _int(get(u, "completion_tokens")),
-        "cache_read_input_tokens": _int(get(get(u, "prompt_tokens_details"), "cached_tokens")),
-        "cache_write_input_tokens": None,
-        "reasoning_output_tokens": None,
-    }
-
-
-def _arguments(value: Any) -> Any:
-    return value if isinstance(value, str) or value is None else json.dumps(value)
+    return _llm.usage(count(get(u, "prompt_tokens")), count(get(u, "completion_tokens")),
+                      count(get(get(u, "prompt_tokens_details"), "cached_tokens")))
 
 
 class _Choices:
@@ -175,7 +146,7 @@ class _Choices:
         calls = self.calls.setdefault(index, [])
         fn = get(tc, "function")
         tc_id = get(tc, "id")
-        args = _arguments(get(fn, "arguments"))
+        args = _llm.json_text(get(fn, "arguments"))
         if calls and (tc_id is None or tc_id == "null" or tc_id == calls[-1]["id"]):
             last = calls[-1]
             if isinstance(args, str):
@@ -190,7 +161,6 @@ class _Choices:
     def outcome(self) -> Outcome:
         indexes = sorted(set(self.text) | set(self.thinking) | set(self.calls) | set(self.reasons))
         outputs = []
-        all_calls: list[dict[str, Any]] = []
         for i in indexes:
             msg: dict[str, Any] = {"role": "assistant",
                                    "content": "".join(self.text.get(i, ())) or None}
@@ -198,12 +168,9 @@ class _Choices:
                 msg["thinking"] = "".join(self.thinking[i])
             if self.calls.get(i):
                 msg["tool_calls"] = self.calls[i]
-                all_calls.extend(self.calls[i])
             outputs.append(msg)
-        out: Outcome = {"output": outputs[0] if len(outputs) == 1 else outputs or None,
-                        "finish_reasons": [self.reasons[i] for i in sorted(self.reasons)]}
-        if all_calls:
-            out["tool_calls"] = all_calls
+        out = _llm.messages_output(outputs)
+        out["finish_reasons"] = [self.reasons[i] for i in sorted(self.reasons)]
         return out
 
 
@@ -256,39 +223,9 @@ class _Hooks(FunctionHooks):
         if not call.req.streamed:
             call.done(self.tr.response, result)
             return result
-        cls = type(result)
-        is_async = hasattr(cls, "__anext__")
-        if _llm.observe_stream(result, call, self.tr.accumulator(call.req), is_async,
-                               "generator"):
-            owner = next((k for k in cls.__mro__ if "close" in k.__dict__), None)
-            if owner is not None and owner is not object:
-                PATCHES.apply(owner, "close", _close_hook)
-        else:
-            _llm.warn_once("mistralai.stream", f"cannot observe {cls.__qualname__} streams")
-            call.cut("agentlog could not observe this stream")
+        _llm.observe_in_place(PATCHES, result, call, self.tr.accumulator(call.req),
+                              "mistralai", "generator")
         return result
-
-
-def _close_hook(original: Any) -> Any:
-    if inspect.iscoroutinefunction(original):
-
-        @functools.wraps(original)
-        async def aclose(self: Any, *args: Any, **kwargs: Any) -> Any:
-            try:
-                return await original(self, *args, **kwargs)
-            finally:
-                _llm.stream_closed(self)
-
-        return aclose
-
-    @functools.wraps(original)
-    def close(self: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return original(self, *args, **kwargs)
-        finally:
-            _llm.stream_closed(self)
-
-    return close
 
 
 def _patch(provider: str, cls_name: str, operation: str, module: ModuleType) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 
 from .._patching import Patches
 from . import _llm
-from ._llm import Outcome, Request, get
+from ._llm import Outcome, Request, count, get
 
 PATCHES = Patches()
 
@@ -37,17 +37,10 @@ _NOT_PARAMS_NO_TOOLS = _NOT_PARAMS | {"tools"}  # ``chat`` always sends a list, 
 _LOCAL = "a local model (ollama): no price per token"
 
 
-def _int(value: Any) -> int | None:
-    return value if type(value) is int else None
-
-
 def usage(obj: Any) -> dict[str, Any] | None:
     """Ollama counts tokens in the final response: prompt_eval_count / eval_count."""
-    prompt, made = _int(get(obj, "prompt_eval_count")), _int(get(obj, "eval_count"))
-    if prompt is None and made is None:
-        return None
-    return {"input_tokens": prompt, "output_tokens": made, "cache_read_input_tokens": None,
-            "cache_write_input_tokens": None, "reasoning_output_tokens": None}
+    prompt, made = count(get(obj, "prompt_eval_count")), count(get(obj, "eval_count"))
+    return None if prompt is None and made is None else _llm.usage(prompt, made)
 
 
 def _tool_calls(message: Any) -> list[dict[str, Any]]:

@@ -11,8 +11,8 @@ import importlib
 from types import ModuleType
 from typing import Any
 
-from . import _stainless
-from ._llm import Outcome, Request, get, given
+from . import _llm, _stainless
+from ._llm import Outcome, Request, count, get, given
 
 _OPERATIONS = (
     ("/chat/completions", "chat"),
@@ -66,38 +66,9 @@ class OpenAITranslator:
         out: Outcome = {"response_model": get(obj, "model"), "response_id": get(obj, "id"),
                         "usage": usage(get(obj, "usage"))}
         if req.operation == "embeddings":
-            items = get(obj, "data") or []
-            first = get(items[0], "embedding") if items else None
-            out["output"] = {"embeddings": len(items),
-                             "dimensions": len(first) if isinstance(first, list) else None}
+            out["output"] = _llm.embeddings_output(get(obj, "data") or [], "embedding")
             return out
-        choices = get(obj, "choices") or []
-        outputs = []
-        reasons = []
-        calls: list[dict[str, Any]] = []
-        for choice in choices:
-            reason = get(choice, "finish_reason")
-            if reason is not None:
-                reasons.append(str(reason))
-            if req.operation == "text_completion":
-                outputs.append(get(choice, "text"))
-                continue
-            message = get(choice, "message")
-            msg: dict[str, Any] = {"role": get(message, "role") or "assistant",
-                                   "content": get(message, "content")}
-            refusal = get(message, "refusal")
-            if refusal:
-                msg["refusal"] = refusal
-            tcs = [_tool_call(tc) for tc in get(message, "tool_calls") or ()]
-            if tcs:
-                msg["tool_calls"] = tcs
-                calls.extend(tcs)
-            outputs.append(msg)
-        out["output"] = outputs[0] if len(outputs) == 1 else outputs
-        out["finish_reasons"] = reasons
-        if calls:
-            out["tool_calls"] = calls
-        return out
+        return {**out, **choices_outcome(get(obj, "choices"), req.operation == "text_completion")}
 
     def accumulator(self, req: Request) -> Any:
         if req.operation == "responses":
@@ -115,13 +86,33 @@ def _responses_input(data: dict[str, Any]) -> Any:
     return items
 
 
-def _tool_call(tc: Any) -> dict[str, Any]:
-    fn = get(tc, "function")
-    return {"id": get(tc, "id"), "name": get(fn, "name"), "arguments": get(fn, "arguments")}
-
-
-def _int(value: Any) -> int | None:
-    return value if type(value) is int else None
+def choices_outcome(choices: Any, legacy: bool = False, refusals: bool = True) -> Outcome:
+    """A whole response's ``choices``: their messages (texts, for legacy completions),
+    finish reasons and tool calls."""
+    outputs = []
+    reasons = []
+    for choice in choices or ():
+        reason = get(choice, "finish_reason")
+        if reason is not None:
+            reasons.append(str(reason))
+        if legacy:
+            outputs.append(get(choice, "text"))
+            continue
+        message = get(choice, "message")
+        msg: dict[str, Any] = {"role": get(message, "role") or "assistant",
+                               "content": get(message, "content")}
+        refusal = get(message, "refusal") if refusals else None
+        if refusal:
+            msg["refusal"] = refusal
+        tcs = [_llm.function_call(tc) for tc in get(message, "tool_calls") or ()]
+        if tcs:
+            msg["tool_calls"] = tcs
+        outputs.append(msg)
+    out = _llm.messages_output(outputs)
+    if not outputs:  # no choices at all: recorded as the empty list the response had
+        out["output"] = outputs
+    out["finish_reasons"] = reasons
+    return out
 
 
 def usage(u: Any) -> dict[str, Any] | None:
@@ -131,25 +122,17 @@ def usage(u: Any) -> dict[str, Any] | None:
     prompt = get(u, "prompt_tokens")
     if prompt is None:  # the Responses API's names
         return _responses_usage(u)
-    return {
-        "input_tokens": _int(prompt),
-        "output_tokens": _int(get(u, "completion_tokens")),
-        "cache_read_input_tokens": _int(get(get(u, "prompt_tokens_details"), "cached_tokens")),
-        "cache_write_input_tokens": None,
-        "reasoning_output_tokens": _int(
-            get(get(u, "completion_tokens_details"), "reasoning_tokens")),
-    }
+    return _llm.usage(
+        count(prompt), count(get(u, "completion_tokens")),
+        cache_read=count(get(get(u, "prompt_tokens_details"), "cached_tokens")),
+        reasoning=count(get(get(u, "completion_tokens_details"), "reasoning_tokens")))
 
 
 def _responses_usage(u: Any) -> dict[str, Any]:
-    return {
-        "input_tokens": _int(get(u, "input_tokens")),
-        "output_tokens": _int(get(u, "output_tokens")),
-        "cache_read_input_tokens": _int(get(get(u, "input_tokens_details"), "cached_tokens")),
-        "cache_write_input_tokens": None,
-        "reasoning_output_tokens": _int(
-            get(get(u, "output_tokens_details"), "reasoning_tokens")),
-    }
+    return _llm.usage(
+        count(get(u, "input_tokens")), count(get(u, "output_tokens")),
+        cache_read=count(get(get(u, "input_tokens_details"), "cached_tokens")),
+        reasoning=count(get(get(u, "output_tokens_details"), "reasoning_tokens")))
 
 
 def _response_outcome(obj: Any) -> Outcome:
@@ -240,10 +223,10 @@ class _ChoicesStream:
                 if getattr(fn, "arguments", None):
                     call["arguments"] += fn.arguments
 
-    def outcome(self) -> Outcome:
+    def choices(self) -> Outcome:
+        """The choices folded so far: output, finish reasons, tool calls."""
         indexes = sorted(set(self.text) | set(self.reasons) | {i for i, _ in self.calls})
         outputs: list[Any] = []
-        all_calls = []
         for i in indexes:
             text = "".join(self.text.get(i, ())) or None
             if self.legacy:
@@ -253,17 +236,14 @@ class _ChoicesStream:
             calls = [c for (ci, _), c in sorted(self.calls.items()) if ci == i]
             if calls:
                 msg["tool_calls"] = calls
-                all_calls.extend(calls)
             outputs.append(msg)
-        out: Outcome = {
-            "response_model": self.model,
-            "response_id": self.id,
-            "output": outputs[0] if len(outputs) == 1 else outputs or None,
-            "finish_reasons": [self.reasons[i] for i in sorted(self.reasons)],
-            "usage": usage(self.usage),
-        }
-        if all_calls:
-            out["tool_calls"] = all_calls
+        out = _llm.messages_output(outputs)
+        out["finish_reasons"] = [self.reasons[i] for i in sorted(self.reasons)]
+        return out
+
+    def outcome(self) -> Outcome:
+        out: Outcome = {"response_model": self.model, "response_id": self.id,
+                        "usage": usage(self.usage), **self.choices()}
         if self.usage is None:
             out["usage_missing_reason"] = (
                 "the stream ended before its usage chunk" if self.wants_usage
