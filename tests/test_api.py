@@ -1,5 +1,10 @@
 """The public API: the three seed designs, the Pythonic forms, auto mode, and
-``agentlog.testing`` (TESTPLAN A2 for scopes and decorators; document checks)."""
+``agentlog.testing`` (TESTPLAN A2 for scopes and decorators; document checks).
+
+Covers A2: KeyboardInterrupt/SystemExit/CancelledError/GeneratorExit leave scopes and decorators
+    as the same object; Ctrl-C through an agent and a tool ends the run interrupted (exit -2).
+Covers A5: ``@agent`` hands back the decorated function's very result object (``is``).
+"""
 
 from __future__ import annotations
 

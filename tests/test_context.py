@@ -1,5 +1,9 @@
 """Where-we-are lives in contextvars: asyncio tasks never mix, and work handed to
-threads keeps its caller's iteration and agent (DESIGN "Context"; TESTPLAN B8)."""
+threads keeps its caller's iteration and agent (DESIGN "Context"; TESTPLAN B8).
+
+Covers B8: 50 interleaved asyncio tasks, ``Thread.start``, executor submits and ``to_thread``:
+    each event lands in its caller's iteration, or a thread's own automatic one, never lost.
+"""
 
 from __future__ import annotations
 

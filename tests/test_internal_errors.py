@@ -5,6 +5,9 @@ Each test injects a fault into one internal function inside a child process run 
 with ``AGENTLOG=0``: stdout, stderr (less agentlog's exit line) and the exit code must be
 identical. The error must reach error_log whenever a document can still be written, and
 a hook point that keeps failing must switch itself off.
+
+Covers A1: RuntimeError/KeyError/MemoryError/RecursionError in the serializer, emit, journal
+    and exit paths: the differential oracle is identical, error_log has it, the breaker trips.
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@ a document, validates it against the schema, and compares the ``llm`` record wit
 server sent and what the SDK returned: exactly one record per ``/messages`` request the
 server received, none for ``count_tokens``. Recorded provider traffic
 (``shared/fixtures/recorded/anthropic``) is replayed through the same path at the end.
+
+Covers A8: exactly one record per ``/messages`` request the fake server received.
 """
 
 from __future__ import annotations

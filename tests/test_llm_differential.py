@@ -8,6 +8,9 @@ items and behaviour, exceptions with their chains and traceback frames) must be 
 for byte the same, and so must the exit code and stderr (minus agentlog's exit line).
 The agentlog run must also have written one valid document with exactly one LLM record
 per logical request.
+
+Covers A3: every call form of both SDKs, with and without agentlog in fresh interpreters:
+    identical values, types, stream behaviour, exceptions and frames; one record per request.
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@ a document, validates it against the schema, and compares the ``llm`` record wit
 server sent and what the SDK returned. Exactly one record per LLM request the server
 received, none for other requests. Recorded provider traffic (``shared/fixtures/recorded``)
 is replayed through the same path at the end.
+
+Covers A8: exactly one record per LLM request the fake server received, none for others.
 """
 
 from __future__ import annotations

@@ -10,6 +10,23 @@ that is validated against the schema.
 
 Process-level cases (asyncio loops ending, signals, "only one warning per run") run in
 subprocesses from ``llm_reliability_scripts/``.
+
+Covers A1: RuntimeError/KeyError/MemoryError/RecursionError at each LLM hook point: same
+    result, each failure in error_log, then the breaker makes the hook a passthrough.
+Covers A2: KeyboardInterrupt in the loop body, CancelledError, and a real SIGINT inside the
+    SDK's read propagate unchanged; the record says interrupted/cancelled.
+Covers A3: sync/async streams, ``.stream()`` managers, raw and streaming responses, pickle /
+    copy / deepcopy behave as unwrapped, keep their types, and make exactly one record.
+Covers A4: break, cancel, ``aclose()`` from another task, drop + ``gc.collect()`` (cut within
+    1 s), loop closed while suspended, under ``-W error``: quiet, next call unparented.
+Covers A5: the caller gets the very object the SDK made (response, custom stream class, None,
+    str, raw JSON, model, raw response).
+Covers A6: server drift (null choices/delta/output/usage, unknown fields and events) changes
+    nothing for the user; a stream without ``_iterator`` is warned about once per run.
+Covers A12: hostile objects in SDK arguments (raising/slow repr, str, getattr, model_dump,
+    100 MB text): the SDK's own result, a marker in the record, callables run at most once.
+Covers A13: uninstall restores the originals; old clients, half-read streams and unparsed raw
+    responses keep working; nothing is recorded until install again.
 """
 
 from __future__ import annotations

@@ -13,6 +13,9 @@ shows the redaction marker where a key was and keeps the ordinary text around it
 
 The canaries are opaque (no ``sk-`` or other recognisable shape), so only agentlog's
 knowledge of the key values can hide them, not its shape patterns.
+
+Covers D1: openai/anthropic keys by argument, key provider, env, Authorization/x-api-key/api-key
+    headers, echoed in prompts, tool arguments and 401 errors: 0 canaries, killed runs too.
 """
 
 from __future__ import annotations

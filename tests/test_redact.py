@@ -1,4 +1,8 @@
-"""Secret scrubbing (TESTPLAN D1, the string and key-name half)."""
+"""Secret scrubbing (TESTPLAN D1, the string and key-name half).
+
+Covers D1: sk-CANARY keys, known key shapes, Bearer/Basic credentials, URL userinfo and
+    secret query parameters, and secret env values are scrubbed out of any text.
+"""
 
 from __future__ import annotations
 

@@ -5,6 +5,11 @@ this process, with real files in ``tmp_path`` and a real loopback HTTP server; p
 level behaviour (import order, AGENTLOG_DISABLE, pickling as without agentlog) runs in
 subprocesses. Reads made before a test are settled first, so each capture holds only
 what its block loaded.
+
+Covers A11: the wrapped ``open`` copies, deep-copies and pickles as the builtin; agentlog's own
+    reads and log folder are never recorded as resources.
+Covers D1: secret query parameters and userinfo in fetched URLs never reach the journal or
+    the document; the rest of the URL stays.
 """
 
 from __future__ import annotations

@@ -7,6 +7,11 @@ the canaries were recorded, so blanking everything could not pass.
 
 D2 checks modes under hostile umasks, and that a planted symlink is replaced, never
 written through.
+
+Covers D1: canaries given to the manual APIs (kwargs, headers, env, URLs, prompts, tool args,
+    errors, Secret(str), SecretStr): 0 in documents, journals, stdout, stderr, and recovery.
+Covers D2: umask 000 and 022 give 0600 files and 0700 folders; a 0644 save target becomes a
+    0600 document; planted symlinks are replaced or refused, never written through.
 """
 
 from __future__ import annotations

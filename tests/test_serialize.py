@@ -1,4 +1,17 @@
-"""Safe conversion of any value to JSON (TESTPLAN C1-C4, A12, and D1 for values)."""
+"""Safe conversion of any value to JSON (TESTPLAN C1-C4, A12, and D1 for values).
+
+Covers C1: lone surrogates in values and keys -> U+FFFD with a note; NUL and U+2028 kept.
+Covers C2: big ints, NaN/Inf, Decimal, sets, odd and colliding keys, bytes, numpy, pandas,
+    dataclasses, pydantic v1/v2, ObjectProxy, datetimes: valid JSON, lossy steps noted.
+Covers C3: cycles give "<cyclic>"; depth 300 and a 400-object chain give "<max depth>"; a nearly
+    full stack never raises.
+Covers C4: a 200 MB string (length + sha256, bounded memory), 10k messages, a huge field next
+    to whole siblings, and the field budget.
+Covers A12: raising, slow and 100 MB reprs, unread properties, a failing model_dump: a
+    placeholder, each user callable run once, the time budget kept.
+Covers D1: canaries in kwargs, headers, URLs, prompts, errors, Secret(str) and SecretStr values
+    are gone after conversion.
+"""
 
 from __future__ import annotations
 

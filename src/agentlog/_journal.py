@@ -24,6 +24,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import re
 import sys
 import threading
 import weakref
@@ -398,6 +399,24 @@ def try_lock(path: Path) -> int | None:
         os.close(fd)
         return None
     return fd
+
+
+JOURNAL_HEAD = b'{"seq":0,"ev":"run",'
+"""How every journal starts: its run header is always its first line."""
+
+
+_JOURNAL_NAME = re.compile(r"_\d{8}_\d{6}_[0-9A-Z]{8}\.jsonl\Z")
+
+
+def is_journal(fd: int, name: str) -> bool:
+    """Is this file one of ours? Its first bytes say (a user's file may be huge); a file
+    cut before its header was whole is ours only if it also has our kind of name."""
+    try:
+        head = os.pread(fd, len(JOURNAL_HEAD), 0)
+    except OSError:
+        return False
+    return head == JOURNAL_HEAD or (
+        JOURNAL_HEAD.startswith(head) and _JOURNAL_NAME.search(name) is not None)
 
 
 def read_fd(fd: int) -> bytes:

@@ -444,6 +444,8 @@ def recover_journal(path: Path) -> Path | None:
                 return None  # another recoverer finished it between our open and our lock
         except FileNotFoundError:
             return None
+        if not _journal.is_journal(fd, path.name):
+            return None  # a .jsonl of the user's own, in the same folder: never touched
         parsed = _journal.parse(_journal.read_fd(fd))
         doc = _read.fold(parsed, path.name, alive=False)
         header = next((e for e in parsed.events if e.get("ev") == "run"), {})
