@@ -42,9 +42,12 @@ from fake_llm import OPENAI_KEY, FakeLLM, Reply
 from helpers import REPO, validate_document
 from llm_testing import llm_records
 
-# llama-index-core 0.12 calls deprecated APIs (its own, pydantic's) in its own code.
+# llama-index-core 0.12 (and its llama-index-workflows) call deprecated APIs, their own
+# and pydantic's, in their own code.
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:llama_index",
+                                        "ignore::DeprecationWarning:workflows",
                                         "ignore::DeprecationWarning:pydantic",
+                                        "ignore::pydantic.warnings.PydanticDeprecatedSince20",
                                         "ignore::pydantic.warnings.PydanticDeprecatedSince211")
 
 

@@ -291,7 +291,7 @@ def reference(v: Any, lim: Limits, depth: int = 0, seen: frozenset[int] = frozen
     if t is dt.datetime:
         if v.tzinfo is None:
             raise Lossy  # "naive datetime"
-        return v.isoformat()
+        return reference(v.isoformat(), lim, depth, seen)  # the string cap applies too
     if isinstance(v, wrapt.ObjectProxy):
         return reference(v.__wrapped__, lim, depth, seen)
     if t is ValueError:

@@ -22,6 +22,7 @@ tasks, set the scope instead.
 
 from __future__ import annotations
 
+import importlib
 import sys
 from types import ModuleType
 from typing import Any
@@ -204,7 +205,10 @@ def install(module: ModuleType) -> None:
     """Called once ``llama_index.core`` is imported: join its root dispatcher."""
     global HANDLER
     root = _root()
-    spans = sys.modules.get("llama_index.core.instrumentation.span_handlers")
+    try:  # imported by the package itself before 0.12.43, only on demand after
+        spans = importlib.import_module("llama_index.core.instrumentation.span_handlers")
+    except ImportError:
+        spans = None
     base = getattr(spans, "BaseSpanHandler", None)
     if root is None or base is None:
         return  # a llama-index-core without the dispatcher (before 0.10.20)
