@@ -167,13 +167,10 @@ class JournalWriter:
             if self._torn:
                 self._write_all(b"\n")
                 self._torn = False
-            if self.dropped != self._dropped_written:
+            dropping = self.dropped != self._dropped_written
+            if dropping:
                 # Recovery sees drops even if the process dies before the end event.
                 self._queue_drop_note()
-                self._warn(
-                    "events come faster than the disk takes them; newer ones are "
-                    "dropped and counted (metadata.totals.dropped_events)"
-                )
             while self.pending:
                 # Lines leave the backlog only once they are on disk: while a write is
                 # failing they still count against ``max_events``, and a retry never
@@ -194,6 +191,11 @@ class JournalWriter:
                     self._pop(data.count(b"\n", 0, getattr(exc, "agentlog_written", 0)))
                     raise
                 self._pop(len(batch))
+            if dropping:  # said after the write: a failing disk, if it fails, is the cause
+                self._warn(
+                    "events come faster than the disk takes them; newer ones are "
+                    "dropped and counted (metadata.totals.dropped_events)"
+                )
             if self._failing:
                 self._failing = False
             return True
@@ -326,7 +328,9 @@ class _Flusher:
 
     def _loop(self) -> None:
         while True:
-            self.wake.wait(self.interval)
+            # Twice per interval: an event that just missed a pass is then on disk within
+            # the interval, writing time included, not up to an interval plus that time.
+            self.wake.wait(self.interval / 2)
             self.wake.clear()
             for hook in self.before:
                 with _FLUSH_GUARD:
