@@ -1,6 +1,6 @@
 """Soak: a million recorded LLM calls, and memory, threads and fds must stay flat.
 
-    python benchmarks/soak.py [--calls 1000000] [--threads 4] [--trace-from 0.5]
+    python benchmarks/soak.py [--calls 1000000] [--threads 4] [--trace-from 0.5] [--trim-probe]
 
 TESTPLAN E2. The real ``openai`` SDK calls an in-process ``httpx2.MockTransport`` that
 speaks the OpenAI wire format (JSON replies, SSE streams, error statuses), so no socket
@@ -25,11 +25,19 @@ on this machine, so a million-call run traces only its tail (``--trace-from 0.95
 Python heap over the whole last half is then watched with ``sys.getallocatedblocks()``
 (live allocator blocks, free to read) and the count of gc-tracked objects. A plot of
 the curves goes to ``--out`` (default ``benchmarks/out/soak.png``).
+
+``--trim-probe`` (glibc only) tells a leak from allocator retention: after each sample it
+calls ``malloc_trim(0)`` and reports the RSS after it, glibc's heap (``mallinfo2``: in
+use, free, mmapped) and pymalloc's arenas. RSS that trim brings back flat is glibc
+keeping freed heap; what remains with flat allocated blocks is pymalloc arenas pinned by
+a few live objects each. The trim changes the RSS that follows, hence off by default.
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
+import ctypes
 import gc
 import json
 import os
@@ -49,6 +57,8 @@ from typing import Any
 _LOG_DIR = None if "AGENTLOG_DIR" in os.environ else tempfile.mkdtemp(prefix="agentlog-soak-")
 if _LOG_DIR is not None:
     os.environ["AGENTLOG_DIR"] = _LOG_DIR
+    # Registered before agentlog's own exit hook, so it runs after it (--help, a crash).
+    atexit.register(shutil.rmtree, _LOG_DIR, True)
 
 import httpx2  # noqa: E402
 import openai  # noqa: E402
@@ -162,6 +172,63 @@ def _rss_mib() -> float:
         return int(f.read().split()[1]) * _PAGE / 2**20
 
 
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+        "fordblks", "keepcost")]
+
+
+def _libc() -> Any:
+    """glibc, or None (musl, macOS): the probe needs ``malloc_trim`` and ``mallinfo2``."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallinfo2.restype = _MallInfo2
+        libc.malloc_trim.argtypes = [ctypes.c_size_t]
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
+def _pymalloc_arenas() -> float:
+    """pymalloc's arenas in use (1 MiB each on 3.10+), from ``sys._debugmallocstats``,
+    which writes to the C stderr: borrowed for the call. Unknown (NaN) while
+    tracemalloc's hooks stand in front of pymalloc."""
+    if tracemalloc.is_tracing():
+        return float("nan")
+    with tempfile.TemporaryFile() as f:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        try:
+            os.dup2(f.fileno(), 2)
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        f.seek(0)
+        for line in f.read().decode().splitlines():
+            if line.startswith("# arenas allocated current"):
+                return int(line.split("=")[1].replace(",", ""))
+    return float("nan")
+
+
+def _trim_probe(libc: Any) -> dict[str, float]:
+    """Where the RSS is: glibc's heaps (in use, free), its mmapped chunks, pymalloc's
+    arenas; then what ``malloc_trim(0)`` gives back, and what it costs."""
+    mi = libc.mallinfo2()
+    before = _rss_mib()
+    t = time.perf_counter()
+    libc.malloc_trim(0)
+    trim_us = (time.perf_counter() - t) * 1e6
+    after = _rss_mib()
+    return {
+        "rss_trimmed_mib": after, "trimmed_mib": before - after,
+        "trim_us": trim_us,
+        "heap_mib": mi.arena / 2**20, "heap_used_mib": mi.uordblks / 2**20,
+        "heap_free_mib": mi.fordblks / 2**20, "mmapped_mib": mi.hblkhd / 2**20,
+        "pymalloc_arenas": _pymalloc_arenas(),
+    }
+
+
 def _threads() -> int:
     return threading.active_count()
 
@@ -218,6 +285,12 @@ class _Pool:
             w.join()
 
 
+def _side_calls(start: int, tally: dict[str, int]) -> None:
+    client = _client()
+    for k in range(20):  # a fresh Random(start) per call, as ever: all 20 of one kind
+        _one_call(client, start + k, random.Random(start), tally)
+
+
 def _settle(flush_interval: float) -> None:
     """Let the flusher drain what the last batch held back."""
     time.sleep(flush_interval * 3)
@@ -236,7 +309,15 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "out" / "soak.png")
     ap.add_argument("--json", type=Path, default=None, help="also write the samples here")
+    ap.add_argument("--trim-probe", action="store_true",
+                    help="after each sample, also call glibc's malloc_trim(0) and report the "
+                    "RSS after it, glibc's heap (mallinfo2) and pymalloc's arenas: flat RSS "
+                    "after trim means retention, not a leak. Changes the RSS that follows, "
+                    "so off by default")
     args = ap.parse_args()
+    libc = _libc() if args.trim_probe else None
+    if args.trim_probe and libc is None:
+        ap.error("--trim-probe needs glibc (malloc_trim, mallinfo2)")
 
     flush = float(os.environ.get("AGENTLOG_FLUSH_INTERVAL", "0.5"))
     calls, batches = args.calls, max(args.batches, 4)
@@ -258,10 +339,8 @@ def main() -> None:
         if start >= stop:
             break
         # One raw thread per batch that agentlog has never seen: it must leave nothing.
-        side = threading.Thread(
-            target=lambda s=start: [_one_call(c, s + k, random.Random(s), extra_tally)
-                                    for c in [_client()] for k in range(20)],
-            name="soak-side")
+        side = threading.Thread(target=_side_calls, args=(start, extra_tally),
+                                name="soak-side")
         side.start()
         pool.run(start, stop)
         side.join()
@@ -285,10 +364,17 @@ def main() -> None:
             "traced_mib": tracemalloc.get_traced_memory()[0] / 2**20
             if tracemalloc.is_tracing() else float("nan"),
         })
-        if b % max(batches // 20, 1) == 0:
+        if libc is not None:
+            samples[-1].update(_trim_probe(libc))
+        if b % max(batches // 20, 1) == 0 or libc is not None:
             s = samples[-1]
+            probe = (f" | trimmed {s['rss_trimmed_mib']:6.1f} MiB ({s['trim_us']:.0f} us) "
+                     f"heap {s['heap_mib']:.1f} used {s['heap_used_mib']:.1f} "
+                     f"free {s['heap_free_mib']:.1f} mmap {s['mmapped_mib']:.1f} "
+                     f"pymalloc {s['pymalloc_arenas']:.0f} blocks {s['blocks']}"
+                     if libc is not None else "")
             print(f"{done:>9} calls {s['t']:7.1f}s rss {s['rss_mib']:7.1f} MiB "
-                  f"threads {s['threads']} fds {s['fds']}", flush=True)
+                  f"threads {s['threads']} fds {s['fds']}{probe}", flush=True)
     elapsed = time.perf_counter() - t0
     _settle(flush)
     traced_end = tracemalloc.get_traced_memory()[0]
@@ -329,6 +415,14 @@ def main() -> None:
         "fds_seen": sorted({int(s["fds"]) for s in samples}),
         "tracemalloc_top": top,
     }
+    if libc is not None:
+        summary["trim_probe"] = {
+            key: {"after_warmup": round(warm[key], 1), "half": round(mid[key], 1),
+                  "end": round(last[key], 1)}
+            for key in ("rss_trimmed_mib", "trimmed_mib", "heap_mib", "heap_free_mib",
+                        "mmapped_mib", "pymalloc_arenas")}
+        summary["trim_probe"]["trim_us_median"] = round(
+            sorted(s["trim_us"] for s in samples)[len(samples) // 2])
     print(json.dumps(summary, indent=2))
     if args.json:
         args.json.write_text(json.dumps({"summary": summary, "samples": samples}, indent=1))
@@ -360,6 +454,9 @@ def _plot(samples: list[dict[str, float]], summary: dict[str, Any], out: Path,
     ]
     for ax, (_, label, get) in zip(axes, series, strict=True):
         ax.plot(x, [get(s) for s in samples], marker=".", linewidth=1)
+        if label.startswith("RSS") and "rss_trimmed_mib" in samples[0]:
+            ax.plot(x, [s["rss_trimmed_mib"] for s in samples], marker=".", linewidth=1,
+                    label="after malloc_trim(0) (--trim-probe)")
         ax.set_ylabel(label)
         ax.axvline(half_at, color="grey", linestyle=":", linewidth=1, label="half-way")
         ax.axvline(trace_at, color="red", linestyle="--", linewidth=1,
@@ -380,4 +477,4 @@ def _plot(samples: list[dict[str, float]], summary: dict[str, Any], out: Path,
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -153,3 +153,28 @@ def test_nested_objects_allow_future_fields() -> None:
     doc["iterations"][0]["interactions"][0]["future"] = 1
     doc["resources_used"][0]["future"] = 1
     assert _errors(doc) == []
+
+
+@pytest.mark.parametrize("iterations", [0, 1, 3])
+def test_parts_written_are_the_same_bytes_as_one_dump(iterations: int) -> None:
+    """``dumps_parts`` (the document written piece by piece, so it and its JSON are never
+    both whole in memory) gives exactly the bytes of ``dumps``, for any iteration count."""
+    import copy
+
+    import agentlog
+    from agentlog import _document
+    from agentlog.testing import capture
+    from helpers import validate_document
+
+    with capture() as cap:
+        for i in range(iterations):
+            with agentlog.iteration():
+                agentlog.log_interaction(f"agent {i}", {"q": "ünïcode \u2028 \"quoted\"\n",
+                                                        "nested": [[{}], {"k": [1, 2.5]}]},
+                                         ["it", "iterations", '"iterations": []'])
+    doc = validate_document(cap.document())
+    assert len(doc["iterations"]) == iterations
+    whole = _document.dumps(doc)
+    parts = _document.dumps_parts(copy.deepcopy(doc))
+    assert b"".join(parts) == whole
+    assert json.loads(whole) == doc

@@ -458,7 +458,7 @@ def recover_journal(path: Path) -> Path | None:
         # ``save_log()`` snapshot (still in progress) is replaced: the journal has more.
         if not _is_final_document(target):
             _journal.make_private_dir(folder)
-            _document.write_atomic(target, _document.dumps(doc))
+            _document.write_atomic(target, _document.dumps_parts(doc))
         try:
             os.unlink(path)
         except FileNotFoundError:

@@ -264,6 +264,7 @@ class Recorder:
                 with writer.lock:
                     backlog = list(writer.pending)
             parsed = _journal.parse(written)
+            del written  # the journal's bytes: not needed beside its parsed events
             events = parsed.events
             if backlog:  # the disk refused them: fold them from memory
                 events += _journal.parse(b"\n".join(backlog) + b"\n").events
@@ -311,15 +312,18 @@ class Recorder:
         doc = self.document(run, final)
         run.totals = doc["metadata"]["totals"]
         path = self.document_path(run)
-        data = _document.dumps(doc)
+        data = _document.dumps_parts(doc)  # consumes the iterations: not both whole at once
+        del doc
         with self.on_disk():
             _journal.make_private_dir(path.parent)
             _document.write_atomic(path, data)
+        del data
         run.finalized = True
         run.document_path = self.last_document = path
         if run.writer is not None:
             with self.on_disk():
                 run.writer.close(unlink=True)
+        _document.give_back_memory()
         return path
 
     @contextlib.contextmanager
@@ -337,9 +341,9 @@ class Recorder:
         if run.finalized:
             # Already final: its document is on disk; copy that, do not fold again.
             assert run.document_path is not None
-            data = run.document_path.read_bytes()
+            data: bytes | list[bytes] = run.document_path.read_bytes()
         else:
-            data = _document.dumps(self.document(run, None))
+            data = _document.dumps_parts(self.document(run, None))
         path = Path(filename) if filename is not None else self.document_path(run)
         if path.parent != Path("."):
             _journal.make_private_dir(path.parent)
