@@ -422,8 +422,13 @@ def observe_in_place(patches: Any, stream: Any, call: Call, acc: Accumulator, sd
     if observe_stream(stream, call, acc, hasattr(cls, "__anext__"), attr):
         hook_close(patches, cls)
     else:
-        warn_once(f"{sdk}.stream", f"cannot observe {cls.__qualname__} streams")
-        call.cut("agentlog could not observe this stream")
+        cannot_observe(call, sdk, cls)
+
+
+def cannot_observe(call: Call, sdk: str, cls: type) -> None:
+    """A stream of a shape this SDK version does not have: said once, the call cut."""
+    warn_once(f"{sdk}.stream", f"cannot observe {cls.__qualname__} streams")
+    call.cut("agentlog could not observe this stream")
 
 
 def cut_when_collected(stream: Any, call: Call) -> None:
@@ -450,7 +455,7 @@ def stream_closed(stream: Any) -> None:
                      else _interruption(passing))
 
 
-def _closed_by(closed: Callable[[Any], None]) -> Callable[[Any], Any]:
+def closed_by(closed: Callable[[Any], None]) -> Callable[[Any], Any]:
     """``make`` for a ``close``/``aclose`` patch that tells ``closed`` once it has run."""
 
     def make(original: Any) -> Any:
@@ -481,7 +486,7 @@ def hook_close(patches: Any, cls: type) -> None:
     """Have ``close`` on a stream class (where its MRO defines it) cut an open call."""
     owner = next((k for k in cls.__mro__ if "close" in k.__dict__), None)
     if owner is not None and owner is not object:
-        patches.apply(owner, "close", _closed_by(stream_closed))
+        patches.apply(owner, "close", closed_by(stream_closed))
 
 
 def _chunk(call: Call, item: Any) -> None:
@@ -730,8 +735,7 @@ def observe(result: Any, call: Call, acc: Accumulator, sdk: str) -> Any:
         call.acc = acc
         wrapped = _observed_sync(result, call)
     else:
-        warn_once(f"{sdk}.stream", f"cannot observe {cls.__qualname__} streams")
-        call.cut("agentlog could not observe this stream")
+        cannot_observe(call, sdk, cls)
         return result
     cut_when_collected(wrapped, call)
     return wrapped
@@ -806,8 +810,8 @@ def watch_iterator(stream: Any, call: Call, acc: Accumulator,
 
 def hook_iterator_class(patches: Any, cls: type) -> None:
     for name, make in (("__next__", _next_hook), ("__anext__", _anext_hook),
-                       ("close", _closed_by(_iterator_closed)),
-                       ("aclose", _closed_by(_iterator_closed))):
+                       ("close", closed_by(_iterator_closed)),
+                       ("aclose", closed_by(_iterator_closed))):
         patches.apply(cls, name, make)
 
 

@@ -277,8 +277,7 @@ class Hooks:
             return result
         stream = result.get("stream" if req.operation == "chat" else "body")
         if type(stream) not in _stream_classes:
-            _llm.warn_once("bedrock.stream", f"cannot observe {type(stream).__name__}")
-            call.cut("agentlog could not observe this stream")
+            _llm.cannot_observe(call, "bedrock", type(stream))
             return result
         acc = _ConverseEvents() if req.operation == "chat" else _InvokeEvents()
         _watched[stream] = [call, acc]
@@ -318,19 +317,12 @@ def _iter_hook(original: Any) -> Any:
     return __iter__
 
 
-def _close_hook(original: Any) -> Any:
-    @functools.wraps(original)
-    def close(self: Any) -> Any:
-        try:
-            return original(self)
-        finally:
-            if _watched:
-                with G_FINISH:
-                    found = _watched.pop(self, None)
-                    if found is not None:
-                        found[0].cut("closed before its end")  # a no-op once it has ended
-
-    return close
+def _closed(stream: Any) -> None:
+    if _watched:
+        with G_FINISH:
+            found = _watched.pop(stream, None)
+            if found is not None:
+                found[0].cut("closed before its end")  # a no-op once it has ended
 
 
 def install(module: ModuleType) -> None:
@@ -340,7 +332,7 @@ def install(module: ModuleType) -> None:
     cls = eventstream.EventStream
     _stream_classes.add(cls)
     PATCHES.apply(cls, "__iter__", _iter_hook)
-    PATCHES.apply(cls, "close", _close_hook)
+    PATCHES.apply(cls, "close", _llm.closed_by(_closed))
     PATCHES.apply(module.BaseClient, "_make_api_call", _llm.sync_wrapper(Hooks()))
 
 

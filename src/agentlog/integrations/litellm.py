@@ -167,8 +167,7 @@ class _Hooks(FunctionHooks):
             if type(result) in _stream_classes:
                 _llm.watch_iterator(result, call, self.tr.accumulator(req), _ending)
             else:
-                _llm.warn_once("litellm.stream", f"cannot observe {type(result).__name__}")
-                call.cut("agentlog could not observe this stream")
+                _llm.cannot_observe(call, "litellm", type(result))
             return result
         call.done(self.tr.response, result)
         return result
