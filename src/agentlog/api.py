@@ -76,9 +76,9 @@ def _escape_key(exc: BaseException) -> tuple[int, type, object]:
     return (id(exc), type(exc), site)
 
 
-def _already_logged(error: BaseException, scope: Scope, source: str) -> bool:
-    """Say whether ``error`` is in error_log already; note it where it can still go."""
-    outer = current.get()  # at a scope's exit: the scope it returns to
+def _already_logged(error: BaseException, scope: Scope, source: str, outer: Scope) -> bool:
+    """Say whether ``error`` is in error_log already; note it where it can still go
+    (``outer``: at a scope's exit, the scope it returns to)."""
     seen = any(s is not None and s.absorbed is error for s in (scope.interaction, scope.iteration))
     top = scope.interaction is None and scope.iteration is None
     if not seen and top and source in _HOOK_SOURCES:
@@ -128,16 +128,18 @@ def record_error(
     *,
     source: str = "user",
     scope: Scope | None = None,
+    outer: Scope | None = None,
     with_traceback: bool = True,
 ) -> None:
-    """Append one entry to error_log (once per exception object)."""
+    """Append one entry to error_log (once per exception object). ``scope`` is where it
+    happened, ``outer`` where control returns; both default to the current scope."""
     rec = RECORDER
     if rec.verbosity == 0:
         return
     scope = scope or current.get()
     notes: list[str] = []
     if isinstance(error, BaseException):
-        if _already_logged(error, scope, source):
+        if _already_logged(error, scope, source, outer or current.get()):
             return
         tb: str | None = None
         if with_traceback and error.__traceback__ is not None:
@@ -190,10 +192,13 @@ def _close_iteration(state: IterationState, status: str) -> None:
         writer.flush(timeout=0.5)  # the journal is durable at iteration boundaries
 
 
-def _open_interaction(agent: str, input_data: Any) -> tuple[InteractionState, Scope]:
-    """Open an interaction in the current scope; an automatic iteration if none."""
+def _open_interaction(
+    agent: str, input_data: Any, scope: Scope | None = None,
+) -> tuple[InteractionState, Scope]:
+    """Open an interaction in ``scope`` (the current one unless a framework says where);
+    an automatic iteration if none."""
     rec = RECORDER
-    scope = current.get()
+    scope = scope or current.get()
     iteration = scope.iteration
     if iteration is None:
         iteration = _open_iteration(None, auto=True)
@@ -227,7 +232,8 @@ def _close_interaction(
         body["output"] = rec.content(state.output, notes, "$.output_data")
     if exc is not None:
         body["error"] = _error_body(exc)
-        record_error(exc, source="interaction", scope=Scope(state.iteration, state, state.agent))
+        record_error(exc, source="interaction", scope=Scope(state.iteration, state, state.agent),
+                     outer=outer)
     if notes:
         body["lossy"] = notes
     rec.emit(body)
@@ -240,11 +246,12 @@ def _close_interaction(
 
 def _emit_action(
     name: str, input_data: Any, output_data: Any, *, error: BaseException | None = None,
-    start_ns: int | None = None,
+    start_ns: int | None = None, scope: Scope | None = None,
 ) -> None:
-    """One action in the current interaction, or a one-shot interaction around it."""
+    """One action in ``scope``'s interaction (the current one unless a framework says
+    where), or a one-shot interaction around it."""
     rec = RECORDER
-    scope = current.get()
+    scope = scope or current.get()
     notes: list[str] = []
     t = _recorder.now_ns()
     body: dict[str, Any] = {
@@ -264,14 +271,14 @@ def _emit_action(
         body["ix"] = scope.interaction.id
         rec.emit(body)
     else:
-        state, _ = _open_interaction(scope.agent or name, input_data)
+        state, _ = _open_interaction(scope.agent or name, input_data, scope)
         body["ix"] = state.id
         rec.emit(body)
         state.output, state.output_set = output_data, True
         _close_interaction(state, scope, error)
         return
     if error is not None:
-        record_error(error, source="action", scope=scope)
+        record_error(error, source="action", scope=scope, outer=scope)
 
 
 def call_ids(scope: Scope) -> tuple[int | None, int | None, int | None]:

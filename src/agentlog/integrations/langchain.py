@@ -103,11 +103,7 @@ class Tracker:
                 self._add(run_id, _Run(outer))
                 return
             agent = name or _serialized_name(serialized) or "chain"
-            token = current.set(outer)  # the interaction opens inside its parent
-            try:
-                state, scope = api._open_interaction(agent, inputs)
-            finally:
-                current.reset(token)
+            state, scope = api._open_interaction(agent, inputs, outer)  # inside its parent
             self._add(run_id, _Run(scope, state, outer))
 
     def chain_end(self, run_id: UUID, outputs: Any, error: BaseException | None) -> None:
@@ -120,11 +116,7 @@ class Tracker:
                 error = None
             if error is None:
                 state.output, state.output_set = outputs, True
-            token = current.set(run.outer)  # "the scope it returns to", for error dedupe
-            try:
-                api._close_interaction(state, run.outer, error)
-            finally:
-                current.reset(token)
+            api._close_interaction(state, run.outer, error)
 
     def tool_start(self, serialized: Any, input_str: str, run_id: UUID,
                    parent_run_id: UUID | None, inputs: Any, name: str | None) -> None:
@@ -143,12 +135,8 @@ class Tracker:
         if run is None or run.action is None or G_CALLBACK.broken:
             return
         with G_CALLBACK:
-            token = current.set(run.scope)
-            try:
-                api._emit_action(run.action, run.input, _tool_output(output), error=error,
-                                 start_ns=run.start_ns)
-            finally:
-                current.reset(token)
+            api._emit_action(run.action, run.input, _tool_output(output), error=error,
+                             start_ns=run.start_ns, scope=run.scope)
 
 
 TRACKER = Tracker()

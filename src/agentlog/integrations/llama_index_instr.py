@@ -121,12 +121,8 @@ class Tracker:
             name = method.rpartition(".")[2]
             bases = _bases(instance) if instance is not None else set()
             if name in _ENTRY_METHODS and bases & _ENTRY_BASES:
-                token = current.set(scope)  # the interaction opens inside its parent
-                try:
-                    span.state, span.scope = api._open_interaction(
-                        _agent_name(instance), _arguments(bound_args))
-                finally:
-                    current.reset(token)
+                span.state, span.scope = api._open_interaction(  # inside its parent
+                    _agent_name(instance), _arguments(bound_args), scope)
             elif name in _TOOL_METHODS and "BaseTool" in bases:
                 tool = getattr(getattr(instance, "metadata", None), "name", None) or "tool"
                 span.action, span.input = f"tool:{tool}", _arguments(bound_args)
@@ -151,18 +147,10 @@ class Tracker:
             if span.state is not None:
                 if error is None:
                     span.state.output, span.state.output_set = _entry_output(result), True
-                token = current.set(span.outer)
-                try:
-                    api._close_interaction(span.state, span.outer, error)
-                finally:
-                    current.reset(token)
+                api._close_interaction(span.state, span.outer, error)
             elif span.action is not None:
-                token = current.set(span.scope)
-                try:
-                    api._emit_action(span.action, span.input, _tool_output(result),
-                                     error=error, start_ns=span.start_ns)
-                finally:
-                    current.reset(token)
+                api._emit_action(span.action, span.input, _tool_output(result),
+                                 error=error, start_ns=span.start_ns, scope=span.scope)
 
 
 TRACKER = Tracker()

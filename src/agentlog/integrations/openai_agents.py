@@ -112,13 +112,9 @@ class Tracker:
             scope = parent.scope if parent is not None else current.get()
             item = _Open(scope, scope)
             if kind == "agent":
-                prev = current.get()
-                token = current.set(scope)  # the interaction opens inside its parent
-                try:
-                    item.state, item.scope = api._open_interaction(str(data.name), None)
-                finally:
-                    current.reset(token)
-                item.prev = prev
+                item.prev = current.get()
+                # The interaction opens inside its parent span's scope.
+                item.state, item.scope = api._open_interaction(str(data.name), None, scope)
                 current.set(item.scope)
             elif kind in ("function", "handoff", "guardrail"):
                 item.start_ns = _recorder.now_ns()
@@ -136,19 +132,11 @@ class Tracker:
                 if error:
                     item.state.failed = True
                     self._fail(span)
-                token = current.set(item.outer)
-                try:
-                    api._close_interaction(item.state, item.outer, None)
-                finally:
-                    current.reset(token)
+                api._close_interaction(item.state, item.outer, None)
             elif item.action is not None:
                 name, data_in, data_out = _action(item.action, span.span_data)
-                token = current.set(item.scope)
-                try:
-                    api._emit_action(name, data_in, data_out, error=_tool_error(error),
-                                     start_ns=item.start_ns)
-                finally:
-                    current.reset(token)
+                api._emit_action(name, data_in, data_out, error=_tool_error(error),
+                                 start_ns=item.start_ns, scope=item.scope)
 
     def _fail(self, span: Any) -> None:
         trace = self.open.get(_key(span, "trace_id"))
